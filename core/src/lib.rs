@@ -1,0 +1,31 @@
+//! The IO-free decision core of bao-kms-provider.
+//!
+//! Everything the provider decides lives here: the wire format v1 (key_id, annotations, AAD,
+//! Transit ciphertext prefix, registry state file and checkpoint), the key registry and its
+//! allowed transitions, the observed-rotation state machine, health, and the answers to Status,
+//! Encrypt and Decrypt. The crate never touches a socket, a file, a clock or an entropy source:
+//! time and randomness arrive as inputs, and IO leaves as effects the runtime executes.
+
+pub mod aad;
+pub mod annotations;
+pub mod ciphertext;
+pub mod digest;
+mod gojson;
+pub mod identity;
+pub mod key_id;
+pub mod limits;
+pub mod plaintext;
+pub mod refusal;
+pub mod transit;
+pub mod version;
+
+pub use aad::Aad;
+pub use annotations::Annotations;
+pub use ciphertext::TransitCiphertext;
+pub use digest::IdentityDigest;
+pub use identity::{Fingerprint, IdentityScope, IdentityValues, KeyScope};
+pub use key_id::KeyId;
+pub use plaintext::Plaintext;
+pub use refusal::Refusal;
+pub use transit::{FailureClass, KeyMetadata, TransitFailure, TransitRequest, TransitResponse};
+pub use version::KeyVersion;

@@ -1,0 +1,1 @@
+//! bao-kms-examples (work in progress).

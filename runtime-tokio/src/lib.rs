@@ -1,0 +1,1 @@
+//! bao-kms-runtime-tokio (work in progress).

@@ -1,0 +1,1 @@
+//! bao-kms-testkit (work in progress).
