@@ -9,6 +9,7 @@
 pub mod aad;
 pub mod annotations;
 pub mod ciphertext;
+pub mod config;
 pub mod digest;
 mod gojson;
 pub mod identity;
@@ -22,6 +23,7 @@ pub mod version;
 pub use aad::Aad;
 pub use annotations::Annotations;
 pub use ciphertext::TransitCiphertext;
+pub use config::ProviderConfig;
 pub use digest::IdentityDigest;
 pub use identity::{Fingerprint, IdentityScope, IdentityValues, KeyScope};
 pub use key_id::KeyId;

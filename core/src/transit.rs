@@ -146,7 +146,7 @@ pub struct KeyMetadata {
     pub min_available_version: u64,
     /// Versions below this cannot decrypt.
     pub min_decryption_version: u64,
-    /// Versions below this cannot encrypt (0 means latest only... or any, per OpenBao: 0 = any).
+    /// Versions below this cannot encrypt; 0 means no restriction.
     pub min_encryption_version: u64,
     /// Version to creation time in whole Unix seconds.
     pub versions: BTreeMap<u64, i64>,

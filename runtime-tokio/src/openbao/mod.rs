@@ -1,0 +1,1 @@
+//! The OpenBao client (in progress).
