@@ -15,9 +15,9 @@ pub(crate) enum GoValue {
     /// A signed integer.
     Signed(i64),
     /// An object whose fields keep the given order.
-    Object(Vec<(&'static str, GoValue)>),
+    Object(Vec<(&'static str, Self)>),
     /// An array.
-    Array(Vec<GoValue>),
+    Array(Vec<Self>),
 }
 
 impl GoValue {
@@ -147,7 +147,10 @@ mod tests {
 
     #[test]
     fn control_characters_use_short_escapes_where_go_does() {
-        assert_eq!(quoted("\n\r\t\u{8}\u{c}\u{1}\u{1f}"), r#""\n\r\t\b\f\u0001\u001f""#);
+        assert_eq!(
+            quoted("\n\r\t\u{8}\u{c}\u{1}\u{1f}"),
+            r#""\n\r\t\b\f\u0001\u001f""#
+        );
     }
 
     #[test]
@@ -159,10 +162,14 @@ mod tests {
     fn indented_output_matches_go_encoder_layout() {
         let value = GoValue::Object(vec![
             ("a", GoValue::Unsigned(1)),
-            ("b", GoValue::Array(vec![GoValue::Object(vec![("c", GoValue::str("d"))])])),
+            (
+                "b",
+                GoValue::Array(vec![GoValue::Object(vec![("c", GoValue::str("d"))])]),
+            ),
             ("e", GoValue::Array(vec![])),
         ]);
-        let expected = "{\n  \"a\": 1,\n  \"b\": [\n    {\n      \"c\": \"d\"\n    }\n  ],\n  \"e\": []\n}\n";
+        let expected =
+            "{\n  \"a\": 1,\n  \"b\": [\n    {\n      \"c\": \"d\"\n    }\n  ],\n  \"e\": []\n}\n";
         assert_eq!(value.to_indented(), expected);
         assert_eq!(value.to_compact(), r#"{"a":1,"b":[{"c":"d"}],"e":[]}"#);
     }

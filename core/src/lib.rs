@@ -12,11 +12,16 @@ pub mod ciphertext;
 pub mod config;
 pub mod digest;
 mod gojson;
+pub mod health;
 pub mod identity;
 pub mod key_id;
 pub mod limits;
 pub mod plaintext;
+pub mod profile;
+pub mod provider;
 pub mod refusal;
+pub mod registry;
+pub mod rotation;
 pub mod transit;
 pub mod version;
 
@@ -28,6 +33,19 @@ pub use digest::IdentityDigest;
 pub use identity::{Fingerprint, IdentityScope, IdentityValues, KeyScope};
 pub use key_id::KeyId;
 pub use plaintext::Plaintext;
+pub use provider::{Input, KmsRequest, KmsResponse, Output, Provider, RequestId, StoredState};
 pub use refusal::Refusal;
+pub use registry::{Checkpoint, SnapshotState, StateError, StateFile, StateRecord};
 pub use transit::{FailureClass, KeyMetadata, TransitFailure, TransitRequest, TransitResponse};
 pub use version::KeyVersion;
+
+#[cfg(test)]
+mod test_support {
+    use std::time::Instant;
+
+    /// A starting instant for unit tests; the core itself never reads a clock.
+    #[allow(clippy::disallowed_methods)]
+    pub(crate) fn epoch() -> Instant {
+        Instant::now()
+    }
+}
