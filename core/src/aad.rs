@@ -30,15 +30,27 @@ impl Aad {
             ("purpose", GoValue::str(AAD_PURPOSE)),
             ("provider", GoValue::str(PROVIDER_KIND)),
             ("provider_name", GoValue::str(scope.provider_name())),
-            ("cluster_id_hash", GoValue::str(scope.cluster_id_digest().as_str())),
-            ("openbao_instance_hash", GoValue::str(scope.instance_digest().as_str())),
+            (
+                "cluster_id_hash",
+                GoValue::str(scope.cluster_id_digest().as_str()),
+            ),
+            (
+                "openbao_instance_hash",
+                GoValue::str(scope.instance_digest().as_str()),
+            ),
         ];
         if let Some(namespace) = scope.namespace_digest() {
             fields.push(("openbao_namespace_hash", GoValue::str(namespace.as_str())));
         }
         fields.extend([
-            ("transit_mount_hash", GoValue::str(scope.mount_digest().as_str())),
-            ("transit_key_hash", GoValue::str(scope.lineage_digest().as_str())),
+            (
+                "transit_mount_hash",
+                GoValue::str(scope.mount_digest().as_str()),
+            ),
+            (
+                "transit_key_hash",
+                GoValue::str(scope.lineage_digest().as_str()),
+            ),
             ("key_id_hash", GoValue::str(key_id.digest().as_str())),
             ("key_version", GoValue::str(version.to_string())),
         ]);

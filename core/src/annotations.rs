@@ -212,11 +212,18 @@ mod tests {
         for good in ["provider.kms.openbao.org", "a.b", "a-1.b2.", "x.y-z"] {
             assert!(is_fully_qualified_domain_name(good), "{good}");
         }
-        for bad in ["provider", "", ".a.b", "a..b", "A.b", "a_b.c", "-a.b", "a-.b", "a/b.c", "a.b.."]
-        {
+        for bad in [
+            "provider", "", ".a.b", "a..b", "A.b", "a_b.c", "-a.b", "a-.b", "a/b.c", "a.b..",
+        ] {
             assert!(!is_fully_qualified_domain_name(bad), "{bad}");
         }
-        assert!(!is_fully_qualified_domain_name(&format!("{}.b", "a".repeat(64))));
-        assert!(is_fully_qualified_domain_name(&format!("{}.b", "a".repeat(63))));
+        assert!(!is_fully_qualified_domain_name(&format!(
+            "{}.b",
+            "a".repeat(64)
+        )));
+        assert!(is_fully_qualified_domain_name(&format!(
+            "{}.b",
+            "a".repeat(63)
+        )));
     }
 }

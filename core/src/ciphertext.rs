@@ -28,14 +28,19 @@ impl TransitCiphertext {
     /// too short to be an AES-GCM ciphertext.
     pub fn parse(bytes: &[u8]) -> Result<Self, CiphertextError> {
         let text = std::str::from_utf8(bytes).map_err(|_| CiphertextError::NotAscii)?;
-        let rest = text.strip_prefix("vault:v").ok_or(CiphertextError::Prefix)?;
+        let rest = text
+            .strip_prefix("vault:v")
+            .ok_or(CiphertextError::Prefix)?;
         let (digits, body) = rest.split_once(':').ok_or(CiphertextError::Prefix)?;
         let version = KeyVersion::parse(digits).map_err(|_| CiphertextError::Version)?;
         let payload = STANDARD.decode(body).map_err(|_| CiphertextError::Body)?;
         if payload.len() < MIN_PAYLOAD_BYTES {
             return Err(CiphertextError::Body);
         }
-        Ok(Self { text: text.to_owned(), version })
+        Ok(Self {
+            text: text.to_owned(),
+            version,
+        })
     }
 
     /// The key version named by the prefix.
@@ -62,7 +67,12 @@ impl TransitCiphertext {
 // Ciphertexts are not secret, but logs carry only their size and version.
 impl fmt::Debug for TransitCiphertext {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "TransitCiphertext(v{}, {} bytes)", self.version, self.text.len())
+        write!(
+            f,
+            "TransitCiphertext(v{}, {} bytes)",
+            self.version,
+            self.text.len()
+        )
     }
 }
 
@@ -89,7 +99,8 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
-    const REAL: &str = "vault:v1:fneq8VV1WxqdrAC3htKtj7a9ncQQql2rpI2K1fnz2TDCTgY2dTOu+4W9VDB7SR8xe10pSOy5wGzzk/s3";
+    const REAL: &str =
+        "vault:v1:fneq8VV1WxqdrAC3htKtj7a9ncQQql2rpI2K1fnz2TDCTgY2dTOu+4W9VDB7SR8xe10pSOy5wGzzk/s3";
 
     #[test]
     fn a_real_openbao_ciphertext_parses_with_its_version() {

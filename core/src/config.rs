@@ -72,7 +72,11 @@ pub struct ConcurrencyLimits {
 
 impl Default for ConcurrencyLimits {
     fn default() -> Self {
-        Self { status: 16, encrypt: 32, decrypt: 64 }
+        Self {
+            status: 16,
+            encrypt: 32,
+            decrypt: 64,
+        }
     }
 }
 
@@ -87,7 +91,10 @@ pub struct BreakerPolicy {
 
 impl Default for BreakerPolicy {
     fn default() -> Self {
-        Self { failure_threshold: 3, cooldown: Duration::from_secs(30) }
+        Self {
+            failure_threshold: 3,
+            cooldown: Duration::from_secs(30),
+        }
     }
 }
 

@@ -80,7 +80,10 @@ mod tests {
     #[test]
     fn digest_of_known_value_matches_golden_mount_hash() {
         let digest = IdentityDigest::of(b"transit-prod-primary");
-        assert_eq!(digest.as_str(), "rXiCr_lOjsbykm0mDHAvUcVxQl_XcVnT61MesgcPnzc");
+        assert_eq!(
+            digest.as_str(),
+            "rXiCr_lOjsbykm0mDHAvUcVxQl_XcVnT61MesgcPnzc"
+        );
     }
 
     #[test]

@@ -67,7 +67,10 @@ impl IdentityScope {
             ("transit.keyIdScope.providerName", &values.provider_name),
             ("transit.keyIdScope.clusterId", &values.cluster_id),
             ("openbao.instanceId", &values.openbao_instance_id),
-            ("transit.keyIdScope.transitMountId", &values.transit_mount_id),
+            (
+                "transit.keyIdScope.transitMountId",
+                &values.transit_mount_id,
+            ),
             ("transit.keyIdScope.keyLineageId", &values.key_lineage_id),
             ("transit.keyName", &values.transit_key_name),
         ];
@@ -76,7 +79,9 @@ impl IdentityScope {
                 problems.push(IdentityError { field, reason });
             }
         }
-        if problems.iter().all(|problem| problem.field != "transit.keyName")
+        if problems
+            .iter()
+            .all(|problem| problem.field != "transit.keyName")
             && !is_openbao_name(&values.transit_key_name)
         {
             problems.push(IdentityError {
@@ -85,10 +90,16 @@ impl IdentityScope {
             });
         }
         if let Err(reason) = check_relative_path(&values.transit_mount_path, false) {
-            problems.push(IdentityError { field: "transit.mountPath", reason });
+            problems.push(IdentityError {
+                field: "transit.mountPath",
+                reason,
+            });
         }
         if let Err(reason) = check_relative_path(&values.openbao_namespace, true) {
-            problems.push(IdentityError { field: "openbao.namespace", reason });
+            problems.push(IdentityError {
+                field: "openbao.namespace",
+                reason,
+            });
         }
         if !problems.is_empty() {
             return Err(problems);
@@ -129,21 +140,32 @@ impl IdentityScope {
             ("domain", GoValue::str(FINGERPRINT_DOMAIN)),
             ("provider_name", GoValue::str(&self.key_scope.provider_name)),
             ("cluster_id", GoValue::str(&self.key_scope.cluster_id)),
-            ("openbao_instance_id", GoValue::str(&self.key_scope.openbao_instance_id)),
+            (
+                "openbao_instance_id",
+                GoValue::str(&self.key_scope.openbao_instance_id),
+            ),
         ];
         if let Some(namespace) = &self.key_scope.openbao_namespace {
             fields.push(("openbao_namespace", GoValue::str(namespace)));
         }
         fields.extend([
-            ("transit_mount_id", GoValue::str(&self.key_scope.transit_mount_id)),
-            ("key_lineage_id", GoValue::str(&self.key_scope.key_lineage_id)),
+            (
+                "transit_mount_id",
+                GoValue::str(&self.key_scope.transit_mount_id),
+            ),
+            (
+                "key_lineage_id",
+                GoValue::str(&self.key_scope.key_lineage_id),
+            ),
             ("transit_mount_path", GoValue::str(&self.transit_mount_path)),
             ("transit_key_name", GoValue::str(&self.transit_key_name)),
         ]);
         let canonical = GoValue::Object(fields).to_compact();
-        Fingerprint(format!("{FINGERPRINT_PREFIX}{}", encode_url(&sha256(canonical.as_bytes()))))
+        Fingerprint(format!(
+            "{FINGERPRINT_PREFIX}{}",
+            encode_url(&sha256(canonical.as_bytes()))
+        ))
     }
-
 }
 
 impl KeyScope {
@@ -170,8 +192,10 @@ impl KeyScope {
             check_label(value).map_err(|reason| IdentityError { field, reason })?;
         }
         if let Some(namespace) = &openbao_namespace {
-            check_relative_path(namespace, false)
-                .map_err(|reason| IdentityError { field: "openbaoNamespace", reason })?;
+            check_relative_path(namespace, false).map_err(|reason| IdentityError {
+                field: "openbaoNamespace",
+                reason,
+            })?;
         }
         Ok(Self {
             provider_name,
@@ -225,7 +249,9 @@ impl KeyScope {
 
     /// Digest of the namespace, when one is configured.
     pub fn namespace_digest(&self) -> Option<IdentityDigest> {
-        self.openbao_namespace.as_deref().map(|ns| IdentityDigest::of(ns.as_bytes()))
+        self.openbao_namespace
+            .as_deref()
+            .map(|ns| IdentityDigest::of(ns.as_bytes()))
     }
 
     /// Digest of the Transit mount id label.
@@ -249,7 +275,9 @@ impl Fingerprint {
     /// # Errors
     /// [`FingerprintError`] on any other text.
     pub fn parse(text: &str) -> Result<Self, FingerprintError> {
-        let body = text.strip_prefix(FINGERPRINT_PREFIX).ok_or(FingerprintError)?;
+        let body = text
+            .strip_prefix(FINGERPRINT_PREFIX)
+            .ok_or(FingerprintError)?;
         decode_digest(body).map_err(|_| FingerprintError)?;
         Ok(Self(text.to_owned()))
     }
@@ -304,7 +332,9 @@ pub fn is_openbao_name(name: &str) -> bool {
     };
     word(first)
         && word(last)
-        && bytes.iter().all(|&byte| word(byte) || byte == b'-' || byte == b'.')
+        && bytes
+            .iter()
+            .all(|&byte| word(byte) || byte == b'-' || byte == b'.')
 }
 
 /// Checks a relative OpenBao path (mount path or namespace).
@@ -327,7 +357,10 @@ pub fn check_relative_path(value: &str, optional: bool) -> Result<(), &'static s
     if trimmed.is_empty() {
         return Err("is required");
     }
-    if trimmed.split('/').any(|segment| segment.is_empty() || segment == "." || segment == "..") {
+    if trimmed
+        .split('/')
+        .any(|segment| segment.is_empty() || segment == "." || segment == "..")
+    {
         return Err("must not contain empty, . or .. segments");
     }
     Ok(())
@@ -357,7 +390,10 @@ mod tests {
         let fingerprint = scope.fingerprint();
         assert!(fingerprint.as_str().starts_with("cfg1."));
         assert_eq!(fingerprint.as_str().len(), 48);
-        assert_eq!(Fingerprint::parse(fingerprint.as_str()).unwrap(), fingerprint);
+        assert_eq!(
+            Fingerprint::parse(fingerprint.as_str()).unwrap(),
+            fingerprint
+        );
     }
 
     #[test]
@@ -383,8 +419,11 @@ mod tests {
             transit_mount_path: "a//b".into(),
             transit_key_name: "-bad".into(),
         };
-        let fields: Vec<_> =
-            IdentityScope::new(values).unwrap_err().into_iter().map(|e| e.field).collect();
+        let fields: Vec<_> = IdentityScope::new(values)
+            .unwrap_err()
+            .into_iter()
+            .map(|e| e.field)
+            .collect();
         assert_eq!(
             fields,
             [

@@ -34,7 +34,12 @@ impl KeyId {
             scope.openbao_instance_id(),
         ];
         parts.extend(scope.openbao_namespace());
-        parts.extend([scope.transit_mount_id(), scope.key_lineage_id(), &version, &created]);
+        parts.extend([
+            scope.transit_mount_id(),
+            scope.key_lineage_id(),
+            &version,
+            &created,
+        ]);
         let mut input = Vec::new();
         for part in parts {
             input.extend_from_slice(part.as_bytes());
@@ -117,17 +122,31 @@ mod tests {
 
     #[test]
     fn golden_key_id_is_reproduced() {
-        let key_id = KeyId::derive(golden_scope().key_scope(), KeyVersion::new(3).unwrap(), 1_715_803_200);
-        assert_eq!(key_id.as_str(), "obk2.ig7zS9_yvQrdlcvWgJUhA5q_fQYupc5jRX5MzhAMQSk");
-        assert_eq!(key_id.digest().as_str(), "qCXYChOIPSWs7scJIduEDiNOYvEUJtFS1Rsbz1eAWY4");
+        let key_id = KeyId::derive(
+            golden_scope().key_scope(),
+            KeyVersion::new(3).unwrap(),
+            1_715_803_200,
+        );
+        assert_eq!(
+            key_id.as_str(),
+            "obk2.ig7zS9_yvQrdlcvWgJUhA5q_fQYupc5jRX5MzhAMQSk"
+        );
+        assert_eq!(
+            key_id.digest().as_str(),
+            "qCXYChOIPSWs7scJIduEDiNOYvEUJtFS1Rsbz1eAWY4"
+        );
     }
 
     #[test]
     fn parse_accepts_derived_ids_and_refuses_others() {
         let key_id = KeyId::derive(golden_scope().key_scope(), KeyVersion::FIRST, 1);
         assert_eq!(KeyId::parse(key_id.as_str()).unwrap(), key_id);
-        for bad in ["", "obk2.", "obk1.ig7zS9_yvQrdlcvWgJUhA5q_fQYupc5jRX5MzhAMQSk", "x".repeat(48).as_str()]
-        {
+        for bad in [
+            "",
+            "obk2.",
+            "obk1.ig7zS9_yvQrdlcvWgJUhA5q_fQYupc5jRX5MzhAMQSk",
+            "x".repeat(48).as_str(),
+        ] {
             assert!(KeyId::parse(bad).is_err(), "{bad}");
         }
     }
@@ -138,6 +157,10 @@ mod tests {
         let hash = key_id.apiserver_hash();
         assert!(hash.starts_with("sha256:"));
         assert_eq!(hash.len(), 7 + 64);
-        assert!(hash[7..].bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
+        assert!(
+            hash[7..]
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        );
     }
 }

@@ -187,7 +187,11 @@ pub struct TransitFailure {
 impl TransitFailure {
     /// A failure of the given class with no HTTP details.
     pub fn new(class: FailureClass) -> Self {
-        Self { class, http_status: None, retry_after: None }
+        Self {
+            class,
+            http_status: None,
+            retry_after: None,
+        }
     }
 }
 

@@ -76,7 +76,18 @@ mod tests {
 
     #[test]
     fn non_canonical_spellings_are_refused() {
-        for text in ["", "0", "03", "+3", "-3", " 3", "3 ", "3.0", "4294967296", "99999999999"] {
+        for text in [
+            "",
+            "0",
+            "03",
+            "+3",
+            "-3",
+            " 3",
+            "3 ",
+            "3.0",
+            "4294967296",
+            "99999999999",
+        ] {
             assert!(KeyVersion::parse(text).is_err(), "{text:?} must be refused");
         }
         assert_eq!(KeyVersion::parse("4294967295").unwrap().get(), u32::MAX);

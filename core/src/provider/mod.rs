@@ -74,6 +74,8 @@ pub struct Provider {
     wall_clock_unix: i64,
     was_healthy: bool,
     shutting_down: bool,
+    /// The `now` of the latest input; every deadline handed out lies after it.
+    last_now: Instant,
 }
 
 /// A request waiting for Transit.
@@ -127,6 +129,7 @@ impl Provider {
             wall_clock_unix: 0,
             was_healthy: false,
             shutting_down: false,
+            last_now: now,
         };
         let rewrite_checkpoint = matches!(
             verdict,
@@ -141,6 +144,7 @@ impl Provider {
 
     /// Feeds one fact at monotonic time `now`.
     pub fn handle_input(&mut self, now: Instant, input: Input) {
+        self.last_now = now;
         match input {
             Input::Request {
                 id,
@@ -158,8 +162,11 @@ impl Provider {
             }
             Input::StateSaved { write, result } => self.handle_saved(now, write, result),
             Input::Shutdown => self.shut_down(),
-            Input::Timeout => self.handle_timeout(now),
+            Input::Timeout => {}
         }
+        // Expiry runs on every input, so a deadline that passed is handled whatever woke us.
+        self.expire_requests(now);
+        self.expire_calls(now);
         self.run_due_work(now);
         self.emit_health_change(now);
     }
@@ -252,11 +259,6 @@ impl Provider {
         }
     }
 
-    fn handle_timeout(&mut self, now: Instant) {
-        self.expire_requests(now);
-        self.expire_calls(now);
-    }
-
     /// Starts whatever is due at `now`: probes, save retries.
     fn run_due_work(&mut self, now: Instant) {
         if self.shutting_down {
@@ -282,6 +284,7 @@ impl Provider {
         deadlines.extend(self.calls.values().map(|call| call.deadline));
         deadlines
             .into_iter()
+            .filter(|deadline| *deadline > self.last_now)
             .min()
             .unwrap_or_else(|| self.probes.far_future())
     }

@@ -128,6 +128,9 @@ impl Provider {
                 version: current.active().version(),
             });
         }
+        if kind == SaveKind::Observation {
+            self.start_delay_if_stable(now);
+        }
         if matches!(kind, SaveKind::Promotion | SaveKind::Bootstrap) {
             // A newly active key serves Encrypt only after its own round trip succeeded.
             self.probes.reset_deep_probe(now);

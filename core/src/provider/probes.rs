@@ -123,14 +123,15 @@ impl Probes {
     /// Every instant at which something becomes due.
     pub(super) fn deadlines(&self, published: bool, config: &ProviderConfig) -> Vec<Instant> {
         let mut out = Vec::new();
+        // While a breaker is open, its probe waits for the cooldown, not for its schedule.
         if !self.metadata_in_flight {
-            out.push(self.next_metadata_at);
-            out.extend(self.delay.map(|(_, deadline)| deadline));
-            out.extend(self.metadata_breaker.open_until(self.next_metadata_at));
+            let delay_end = self.delay.map(|(_, deadline)| deadline);
+            let due = delay_end.map_or(self.next_metadata_at, |end| end.min(self.next_metadata_at));
+            out.push(self.metadata_breaker.open_until(due).unwrap_or(due));
         }
         if published && !self.deep_in_flight && self.last_metadata_ok.is_some() {
-            out.push(self.next_deep_at);
-            out.extend(self.deep_breaker.open_until(self.next_deep_at));
+            let due = self.next_deep_at;
+            out.push(self.deep_breaker.open_until(due).unwrap_or(due));
         }
         // Wake up when the cache turns stale, so the health change is reported on time.
         out.extend(
@@ -565,6 +566,31 @@ impl Provider {
                 self.probes.fatal = Some(NotReadyReason::StatePublishFailed);
                 false
             }
+        }
+    }
+
+    /// Starts the activation delay as soon as a stable candidate is durable: the saved
+    /// registry is the proof of stability, and the timer is local to this process.
+    pub(super) fn start_delay_if_stable(&mut self, now: Instant) {
+        let Some(state) = self.published.as_ref() else {
+            return;
+        };
+        let threshold = self.policy.require_stable_observation_count;
+        let stable = state.records().iter().find(|record| {
+            let observation = record.observation();
+            record.state() == SnapshotState::Pending
+                && observation.stable_at_unix > 0
+                && observation.stable_observation_count >= threshold
+        });
+        let Some(candidate) = stable.map(crate::registry::StateRecord::version) else {
+            return;
+        };
+        if self
+            .probes
+            .delay
+            .is_none_or(|(version, _)| version != candidate)
+        {
+            self.probes.delay = Some((candidate, now + self.config.activation_delay));
         }
     }
 
