@@ -258,7 +258,7 @@ fn decrypt_with_bad_limits_key_id_or_annotations_is_refused_before_any_transit_c
         (
             b"vault:v1:!!".to_vec(),
             key_id.clone(),
-            annotations.clone(),
+            annotations,
             Refusal::CiphertextMalformed,
         ),
         (ciphertext, key_id, tampered, Refusal::AnnotationMismatch),
