@@ -5,4 +5,7 @@
 //! command line. It holds no policy: every decision comes from `bao_kms_core`.
 
 pub mod config;
+pub mod files;
 pub mod openbao;
+pub mod socket;
+pub mod telemetry;

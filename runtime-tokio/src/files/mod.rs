@@ -1,0 +1,1 @@
+//! Registry files on disk (in progress).
