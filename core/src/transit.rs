@@ -196,8 +196,9 @@ impl TransitFailure {
 }
 
 /// Failure classes of OpenBao calls; the names are the stable metric and log values.
+///
+/// Exhaustive on purpose: every mapping (gRPC code, metric label) must handle a new class.
 #[derive(Clone, Copy, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
-#[non_exhaustive]
 pub enum FailureClass {
     /// 400 other than an authentication failure of the ciphertext.
     InvalidRequest,

@@ -4,8 +4,11 @@
 //! client and its authentication, the registry state files, metrics and health endpoints, and the
 //! command line. It holds no policy: every decision comes from `bao_kms_core`.
 
+pub mod clock;
 pub mod config;
+pub mod driver;
 pub mod files;
+pub mod grpc;
 pub mod openbao;
 pub mod socket;
 pub mod telemetry;

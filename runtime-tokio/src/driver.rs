@@ -1,0 +1,281 @@
+//! The driver: the one task that owns the core `Provider` and carries out its effects.
+//!
+//! gRPC handlers send commands here and await a oneshot; Transit calls run on the blocking
+//! pool (bounded by a semaphore) and come back as inputs; registry writes run one at a time
+//! because the core never asks for two. The driver publishes a snapshot of the provider's
+//! health after every input for `/ready` and the metrics.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bao_kms_core::health::HealthReport;
+use bao_kms_core::provider::{Event, SaveFailure};
+use bao_kms_core::{
+    Input, KeyId, KeyVersion, KmsRequest, KmsResponse, Output, Provider, Refusal, RequestId,
+    TransitFailure, TransitRequest, TransitResponse,
+};
+use tokio::sync::{Semaphore, mpsc, oneshot, watch};
+use tokio::task::JoinSet;
+
+use crate::clock;
+
+/// Executes Transit calls; blocking, run on tokio's blocking pool.
+pub trait TransitExecutor: Send + Sync + 'static {
+    /// Makes one call.
+    ///
+    /// # Errors
+    /// The classified failure.
+    fn execute(&self, request: &TransitRequest) -> Result<TransitResponse, TransitFailure>;
+}
+
+/// Persists registry files; blocking, run on tokio's blocking pool.
+pub trait RegistryWriter: Send + Sync + 'static {
+    /// Writes the state file, then the checkpoint, each durably.
+    ///
+    /// # Errors
+    /// A description of the failure for the log (never sent to a client).
+    fn write(&self, state: &str, checkpoint: &str) -> Result<(), String>;
+}
+
+/// Something the driver reports: a core event, for logs and metrics.
+pub trait EventSink: Send + Sync + 'static {
+    /// Called for every core event, in order.
+    fn event(&self, event: &Event);
+    /// Called when a Transit call finished, with its duration.
+    fn transit_call(&self, operation: &'static str, status: &'static str, seconds: f64);
+}
+
+/// The driver's view of the provider after the latest input.
+#[derive(Clone, Debug)]
+pub struct Snapshot {
+    /// The health report.
+    pub report: HealthReport,
+    /// The active key and version.
+    pub active: Option<(KeyId, KeyVersion)>,
+}
+
+/// A command to the driver.
+#[derive(Debug)]
+enum Command {
+    Kms {
+        request: KmsRequest,
+        deadline: Instant,
+        reply: oneshot::Sender<Result<KmsResponse, Refusal>>,
+    },
+    Shutdown,
+}
+
+/// A cloneable handle to the running driver.
+#[derive(Clone, Debug)]
+pub struct DriverHandle {
+    commands: mpsc::Sender<Command>,
+    snapshot: watch::Receiver<Snapshot>,
+}
+
+impl DriverHandle {
+    /// Submits a KMS request and waits for the core's answer.
+    pub async fn submit(
+        &self,
+        request: KmsRequest,
+        deadline: Instant,
+    ) -> Result<KmsResponse, Refusal> {
+        let (reply, answer) = oneshot::channel();
+        let command = Command::Kms {
+            request,
+            deadline,
+            reply,
+        };
+        if self.commands.send(command).await.is_err() {
+            return Err(Refusal::ShuttingDown);
+        }
+        answer.await.unwrap_or(Err(Refusal::ShuttingDown))
+    }
+
+    /// The latest snapshot.
+    pub fn snapshot(&self) -> Snapshot {
+        self.snapshot.borrow().clone()
+    }
+
+    /// A receiver that changes whenever the snapshot does.
+    pub fn watch(&self) -> watch::Receiver<Snapshot> {
+        self.snapshot.clone()
+    }
+
+    /// Asks the driver to stop: waiting requests are answered, then the task ends.
+    pub async fn shutdown(&self) {
+        let _ = self.commands.send(Command::Shutdown).await;
+    }
+}
+
+/// Most Transit calls in flight at once.
+const MAX_TRANSIT_CALLS: usize = 64;
+
+/// What came back from the blocking pool.
+enum Completion {
+    Transit {
+        call: bao_kms_core::provider::CallId,
+        result: Result<TransitResponse, TransitFailure>,
+    },
+    Saved {
+        write: bao_kms_core::provider::WriteId,
+        result: Result<(), SaveFailure>,
+    },
+}
+
+/// Starts the driver task.
+pub fn spawn(
+    provider: Provider,
+    transit: Arc<dyn TransitExecutor>,
+    registry: Arc<dyn RegistryWriter>,
+    events: Arc<dyn EventSink>,
+) -> (DriverHandle, tokio::task::JoinHandle<()>) {
+    let now = clock::now();
+    let initial = Snapshot {
+        report: provider.health(now),
+        active: provider
+            .active_key()
+            .map(|(key_id, version)| (key_id.clone(), version)),
+    };
+    let (commands, receiver) = mpsc::channel(1024);
+    let (publisher, snapshot) = watch::channel(initial);
+    let driver = Driver {
+        provider,
+        transit,
+        registry,
+        events,
+        permits: Arc::new(Semaphore::new(MAX_TRANSIT_CALLS)),
+        waiting: BTreeMap::new(),
+        next_request: 0,
+        publisher,
+        tasks: JoinSet::new(),
+    };
+    let task = tokio::spawn(driver.run(receiver));
+    (DriverHandle { commands, snapshot }, task)
+}
+
+struct Driver {
+    provider: Provider,
+    transit: Arc<dyn TransitExecutor>,
+    registry: Arc<dyn RegistryWriter>,
+    events: Arc<dyn EventSink>,
+    permits: Arc<Semaphore>,
+    waiting: BTreeMap<RequestId, oneshot::Sender<Result<KmsResponse, Refusal>>>,
+    next_request: u64,
+    publisher: watch::Sender<Snapshot>,
+    tasks: JoinSet<Completion>,
+}
+
+impl Driver {
+    async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
+        let mut stopping = false;
+        loop {
+            let wake = self.carry_out_effects();
+            self.publish();
+            if stopping && self.tasks.is_empty() {
+                return;
+            }
+            let sleep = tokio::time::sleep_until(tokio::time::Instant::from_std(wake));
+            tokio::select! {
+                command = commands.recv(), if !stopping => match command {
+                    Some(Command::Kms { request, deadline, reply }) => {
+                        self.next_request += 1;
+                        let id = RequestId(self.next_request);
+                        self.waiting.insert(id, reply);
+                        let input = Input::Request { id, deadline, request };
+                        self.provider.handle_input(clock::now(), input);
+                    }
+                    Some(Command::Shutdown) | None => {
+                        stopping = true;
+                        self.provider.handle_input(clock::now(), Input::Shutdown);
+                    }
+                },
+                Some(done) = self.tasks.join_next() => {
+                    let input = match done {
+                        Ok(Completion::Transit { call, result }) => Input::TransitCompleted {
+                            call,
+                            result,
+                            wall_clock_unix: clock::wall_clock_unix(),
+                        },
+                        Ok(Completion::Saved { write, result }) => {
+                            Input::StateSaved { write, result }
+                        }
+                        // A panicked blocking task: its call times out in the core.
+                        Err(_) => continue,
+                    };
+                    self.provider.handle_input(clock::now(), input);
+                }
+                () = sleep => self.provider.handle_input(clock::now(), Input::Timeout),
+            }
+        }
+    }
+
+    /// Drains the core's outputs; returns when to wake up next.
+    fn carry_out_effects(&mut self) -> Instant {
+        loop {
+            match self.provider.poll_output() {
+                Output::CallTransit { call, request, .. } => self.start_call(call, request),
+                Output::SaveState {
+                    write,
+                    state,
+                    checkpoint,
+                } => {
+                    let registry = Arc::clone(&self.registry);
+                    self.tasks.spawn_blocking(move || {
+                        let result = registry.write(&state, &checkpoint).map_err(|reason| {
+                            tracing::error!(message = "state.save_failed", reason = %reason);
+                            SaveFailure
+                        });
+                        Completion::Saved { write, result }
+                    });
+                }
+                Output::Respond { id, response } => {
+                    if let Some(reply) = self.waiting.remove(&id) {
+                        // The caller may have gone away; nothing to do then.
+                        let _ = reply.send(response);
+                    }
+                }
+                Output::Event(event) => self.events.event(&event),
+                Output::Timeout(at) => return at,
+            }
+        }
+    }
+
+    fn start_call(&mut self, call: bao_kms_core::provider::CallId, request: TransitRequest) {
+        let transit = Arc::clone(&self.transit);
+        let events = Arc::clone(&self.events);
+        let permits = Arc::clone(&self.permits);
+        self.tasks.spawn(async move {
+            // The permit bounds blocking threads; the core's own deadline bounds the wait.
+            let _permit = permits.acquire_owned().await;
+            let operation = request.operation().as_str();
+            let started = clock::now();
+            let result = tokio::task::spawn_blocking(move || transit.execute(&request))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(TransitFailure::new(bao_kms_core::FailureClass::Unavailable))
+                });
+            let status = match &result {
+                Ok(_) => "ok",
+                Err(failure) => failure.class.as_str(),
+            };
+            let seconds = clock::now()
+                .saturating_duration_since(started)
+                .as_secs_f64();
+            events.transit_call(operation, status, seconds);
+            Completion::Transit { call, result }
+        });
+    }
+
+    fn publish(&self) {
+        let now = clock::now();
+        let snapshot = Snapshot {
+            report: self.provider.health(now),
+            active: self
+                .provider
+                .active_key()
+                .map(|(key_id, version)| (key_id.clone(), version)),
+        };
+        self.publisher.send_replace(snapshot);
+    }
+}
