@@ -1,0 +1,927 @@
+//! OpenBao token management shared by every call.
+//!
+//! The token lives in memory only. One login or renewal ("flight") runs at a time; callers that
+//! have no usable token wait for it, callers with a still-valid token keep using it. When the
+//! remaining lifetime drops to `loginBeforeTokenExpiry`, the next caller refreshes it first
+//! (renew-self when renewable, else a fresh login; a failed renewal falls back to login, and a
+//! failed refresh keeps the old token and is retried after [`REFRESH_RETRY_INTERVAL`]).
+//!
+//! A 401/403 on any call triggers one shared forced login and ONE retry of the request; a
+//! retry that is denied again is `PermissionDenied`. Forced logins are rate-limited: at most
+//! one per [`RECOVERY_MIN_INTERVAL`], doubling after each failed login up to
+//! [`RECOVERY_MAX_INTERVAL`]; [`RECOVERY_QUIET_PERIOD`] without denials starts afresh.
+//!
+//! Login material is re-read from its file before every login. Login failures are
+//! `AuthFailed`, unless the cause was transport, TLS, DNS, timeout, sealed, rate limiting or
+//! an unavailable server, which keep their class. Nothing here logs or returns a secret.
+
+pub mod credentials;
+pub mod jwt;
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use bao_kms_core::transit::{FailureClass, TransitFailure};
+use serde_json::{Value, json};
+
+use self::credentials::{CredentialError, read_credential};
+use self::jwt::{JwtExpectations, check_jwt};
+use super::clock::Clock;
+use super::http::{ApiRequest, ApiResponse, OpenBaoHttp, malformed_response, normalize_mount_path};
+
+/// Shortest time between two forced (recovery) logins.
+pub const RECOVERY_MIN_INTERVAL: Duration = Duration::from_secs(5);
+/// Longest time between two forced logins after repeated login failures.
+pub const RECOVERY_MAX_INTERVAL: Duration = Duration::from_secs(300);
+/// Time without denials after which recovery rate limiting starts afresh.
+pub const RECOVERY_QUIET_PERIOD: Duration = Duration::from_secs(600);
+/// Wait before retrying a failed early refresh while the old token is still valid.
+pub const REFRESH_RETRY_INTERVAL: Duration = Duration::from_secs(5);
+
+/// How the provider authenticates to OpenBao.
+#[derive(Clone, Debug, Eq, PartialEq)]
+pub enum AuthSettings {
+    /// A token read from a file (for example written by an agent). "Login" re-reads the file
+    /// and looks the token up (`auth/token/lookup-self`) for its TTL and renewability.
+    Token {
+        /// File holding the token.
+        token_file: PathBuf,
+    },
+    /// AppRole: `POST auth/<mount>/login {"role_id","secret_id"}`.
+    AppRole {
+        /// Auth mount, with or without the `auth/` prefix (`approle` or `auth/approle`).
+        mount_path: String,
+        /// File holding the role id.
+        role_id_file: PathBuf,
+        /// File holding the secret id.
+        secret_id_file: PathBuf,
+    },
+    /// JWT from a file: `POST <mount>/login {"role","jwt"}` after local claim checks.
+    Jwt {
+        /// Auth mount, with or without the `auth/` prefix (`auth/jwt` or `jwt`).
+        mount_path: String,
+        /// The JWT auth role.
+        role: String,
+        /// File holding the compact JWT.
+        jwt_file: PathBuf,
+        /// The JWT must have more than this left.
+        min_remaining_ttl: Duration,
+        /// Tolerance for `nbf`, `iat` and `exp`.
+        clock_skew_leeway: Duration,
+        /// Required `iss`, when set.
+        expected_issuer: Option<String>,
+        /// `aud` must contain one of these, when not empty.
+        expected_audience: Vec<String>,
+        /// Required `sub`, when set.
+        expected_subject: Option<String>,
+    },
+}
+
+/// When and how long tokens are refreshed.
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+pub struct RefreshPolicy {
+    /// Refresh once the remaining lifetime is at most this.
+    pub login_before_token_expiry: Duration,
+    /// The `increment` asked of renew-self (OpenBao may grant less).
+    pub token_renewal_increment: Duration,
+    /// Deadline of each login and renewal request.
+    pub login_timeout: Duration,
+}
+
+/// Why the token manager could not be built.
+#[derive(Clone, Debug, Eq, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AuthBuildError {
+    /// The auth mount path is empty or has an empty or dot segment.
+    #[error("auth mount path is invalid")]
+    InvalidMountPath,
+    /// The JWT role is empty.
+    #[error("auth jwt role is required")]
+    MissingRole,
+    /// A duration that must be positive is zero.
+    #[error("auth {0} must be greater than zero")]
+    ZeroDuration(&'static str),
+}
+
+/// Counters of login and renewal outcomes, for metrics.
+#[derive(Clone, Copy, Debug, Default, Eq, PartialEq)]
+pub struct AuthStats {
+    /// Successful logins (including token-file reloads).
+    pub logins_succeeded: u64,
+    /// Failed logins.
+    pub logins_failed: u64,
+    /// Successful renew-self calls.
+    pub renewals_succeeded: u64,
+    /// Failed renew-self calls.
+    pub renewals_failed: u64,
+    /// Forced logins after a 401/403.
+    pub recoveries: u64,
+    /// 401/403 answers not recovered because recovery was rate-limited.
+    pub recoveries_throttled: u64,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    logins_succeeded: AtomicU64,
+    logins_failed: AtomicU64,
+    renewals_succeeded: AtomicU64,
+    renewals_failed: AtomicU64,
+    recoveries: AtomicU64,
+    recoveries_throttled: AtomicU64,
+}
+
+fn bump(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
+enum Method {
+    Token {
+        token_file: PathBuf,
+    },
+    AppRole {
+        login_path: String,
+        role_id_file: PathBuf,
+        secret_id_file: PathBuf,
+    },
+    Jwt {
+        login_path: String,
+        role: String,
+        jwt_file: PathBuf,
+        expectations: JwtExpectations,
+    },
+}
+
+impl Method {
+    fn name(&self) -> &'static str {
+        match self {
+            Self::Token { .. } => "token",
+            Self::AppRole { .. } => "approle",
+            Self::Jwt { .. } => "jwt",
+        }
+    }
+}
+
+/// A token and what is known of its lifetime. `Debug` never shows the token.
+struct Lease {
+    token: String,
+    obtained_at: Instant,
+    /// `None`: the token does not expire (TTL 0, e.g. a root token).
+    ttl: Option<Duration>,
+    renewable: bool,
+    generation: u64,
+}
+
+impl Lease {
+    /// `None` when the token does not expire, else the time left (zero once expired).
+    fn remaining(&self, now: Instant) -> Option<Duration> {
+        let ttl = self.ttl?;
+        Some(ttl.saturating_sub(now.saturating_duration_since(self.obtained_at)))
+    }
+
+    fn usable(&self, now: Instant) -> bool {
+        self.remaining(now).is_none_or(|left| !left.is_zero())
+    }
+}
+
+impl fmt::Debug for Lease {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Lease")
+            .field("ttl", &self.ttl)
+            .field("renewable", &self.renewable)
+            .field("generation", &self.generation)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The outcome of a login or renewal before it is installed.
+struct Grant {
+    token: String,
+    obtained_at: Instant,
+    ttl: Option<Duration>,
+    renewable: bool,
+}
+
+#[derive(Default)]
+struct Recovery {
+    last_attempt: Option<Instant>,
+    consecutive_failures: u32,
+    last_denial: Option<Instant>,
+}
+
+impl Recovery {
+    fn interval(&self) -> Duration {
+        let factor = 1u32
+            .checked_shl(self.consecutive_failures.min(16))
+            .unwrap_or(u32::MAX);
+        RECOVERY_MIN_INTERVAL
+            .saturating_mul(factor)
+            .min(RECOVERY_MAX_INTERVAL)
+    }
+}
+
+#[derive(Default)]
+struct State {
+    lease: Option<Arc<Lease>>,
+    generations: u64,
+    flight: Option<u64>,
+    flights: u64,
+    /// The last finished flight and its failure, for the callers that waited on it.
+    finished: Option<(u64, Option<TransitFailure>)>,
+    refresh_not_before: Option<Instant>,
+    recovery: Recovery,
+}
+
+enum FlightKind {
+    Login,
+    Refresh(Arc<Lease>),
+}
+
+enum Recovered {
+    Retry(Arc<Lease>),
+    Throttled,
+    Failed(TransitFailure),
+}
+
+/// Thread-safe, blocking token manager; share it as `Arc<TokenManager>`.
+pub struct TokenManager {
+    http: Arc<OpenBaoHttp>,
+    method: Method,
+    policy: RefreshPolicy,
+    clock: Clock,
+    state: Mutex<State>,
+    flight_done: Condvar,
+    counters: Counters,
+}
+
+impl fmt::Debug for TokenManager {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenManager")
+            .field("method", &self.method.name())
+            .field("policy", &self.policy)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TokenManager {
+    /// Builds the manager; no login happens until the first call (or [`Self::ensure_token`]).
+    ///
+    /// # Errors
+    /// [`AuthBuildError`] for an invalid mount path, an empty JWT role or a zero duration.
+    pub fn new(
+        http: Arc<OpenBaoHttp>,
+        settings: AuthSettings,
+        policy: RefreshPolicy,
+        clock: Clock,
+    ) -> Result<Self, AuthBuildError> {
+        if policy.login_timeout.is_zero() {
+            return Err(AuthBuildError::ZeroDuration("loginTimeout"));
+        }
+        if policy.token_renewal_increment.is_zero() {
+            return Err(AuthBuildError::ZeroDuration("tokenRenewalIncrement"));
+        }
+        let method = match settings {
+            AuthSettings::Token { token_file } => Method::Token { token_file },
+            AuthSettings::AppRole {
+                mount_path,
+                role_id_file,
+                secret_id_file,
+            } => Method::AppRole {
+                login_path: login_path(&mount_path)?,
+                role_id_file,
+                secret_id_file,
+            },
+            AuthSettings::Jwt {
+                mount_path,
+                role,
+                jwt_file,
+                min_remaining_ttl,
+                clock_skew_leeway,
+                expected_issuer,
+                expected_audience,
+                expected_subject,
+            } => {
+                if role.trim().is_empty() {
+                    return Err(AuthBuildError::MissingRole);
+                }
+                Method::Jwt {
+                    login_path: login_path(&mount_path)?,
+                    role,
+                    jwt_file,
+                    expectations: JwtExpectations {
+                        min_remaining_ttl,
+                        clock_skew_leeway,
+                        expected_issuer,
+                        expected_audience,
+                        expected_subject,
+                    },
+                }
+            }
+        };
+        Ok(Self {
+            http,
+            method,
+            policy,
+            clock,
+            state: Mutex::new(State::default()),
+            flight_done: Condvar::new(),
+            counters: Counters::default(),
+        })
+    }
+
+    /// Makes sure a usable token is held, logging in (or refreshing) if needed.
+    ///
+    /// # Errors
+    /// The classified login failure.
+    pub fn ensure_token(&self) -> Result<(), TransitFailure> {
+        self.current().map(|_| ())
+    }
+
+    /// Runs `call` with the current token. On a 401/403 it recovers the token once (shared
+    /// forced login, rate-limited) and retries `call` exactly once; a second denial is
+    /// `PermissionDenied`. Any other answer is returned as is.
+    ///
+    /// # Errors
+    /// The login failure, the transport failure of `call`, or the denial.
+    pub fn with_token(
+        &self,
+        mut call: impl FnMut(&str) -> Result<ApiResponse, TransitFailure>,
+    ) -> Result<ApiResponse, TransitFailure> {
+        let lease = self.current()?;
+        let first = call(&lease.token)?;
+        if !first.is_denied() {
+            return Ok(first);
+        }
+        match self.recover(&lease) {
+            Recovered::Retry(fresh) => {
+                drop(lease);
+                let second = call(&fresh.token)?;
+                if second.is_denied() {
+                    tracing::warn!(
+                        auth_method = self.method.name(),
+                        http_status = second.status(),
+                        "openbao denied the request again after token recovery"
+                    );
+                    Err(TransitFailure {
+                        class: FailureClass::PermissionDenied,
+                        http_status: Some(second.status()),
+                        retry_after: None,
+                    })
+                } else {
+                    Ok(second)
+                }
+            }
+            Recovered::Throttled => Err(first.failure()),
+            Recovered::Failed(failure) => Err(failure),
+        }
+    }
+
+    /// Seconds of token lifetime left: `None` without a token, `f64::INFINITY` for a token
+    /// that does not expire, `0.0` once expired.
+    pub fn token_ttl_seconds(&self) -> Option<f64> {
+        let now = self.clock.now();
+        let state = self.lock();
+        let lease = state.lease.as_ref()?;
+        Some(
+            lease
+                .remaining(now)
+                .map_or(f64::INFINITY, |left| left.as_secs_f64()),
+        )
+    }
+
+    /// Snapshot of the login/renewal counters.
+    pub fn stats(&self) -> AuthStats {
+        let read = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        AuthStats {
+            logins_succeeded: read(&self.counters.logins_succeeded),
+            logins_failed: read(&self.counters.logins_failed),
+            renewals_succeeded: read(&self.counters.renewals_succeeded),
+            renewals_failed: read(&self.counters.renewals_failed),
+            recoveries: read(&self.counters.recoveries),
+            recoveries_throttled: read(&self.counters.recoveries_throttled),
+        }
+    }
+
+    /// The auth method name (`token`, `approle`, `jwt`).
+    pub fn method_name(&self) -> &'static str {
+        self.method.name()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The longest a caller waits for someone else's flight: a renewal plus a login plus
+    /// file reads.
+    fn flight_wait_bound(&self) -> Duration {
+        self.policy
+            .login_timeout
+            .saturating_mul(3)
+            .saturating_add(Duration::from_secs(1))
+    }
+
+    /// A usable token, logging in or refreshing first when needed.
+    fn current(&self) -> Result<Arc<Lease>, TransitFailure> {
+        let mut state = self.lock();
+        loop {
+            let now = self.clock.now();
+            if let Some(lease) = state.lease.clone() {
+                match lease.remaining(now) {
+                    None => return Ok(lease),
+                    Some(left) if !left.is_zero() => {
+                        let due = left <= self.policy.login_before_token_expiry
+                            && state.flight.is_none()
+                            && state.refresh_not_before.is_none_or(|at| now >= at);
+                        if !due {
+                            return Ok(lease);
+                        }
+                        let refreshed =
+                            self.run_flight(state, FlightKind::Refresh(Arc::clone(&lease)));
+                        // A failed early refresh keeps the old, still valid token.
+                        return Ok(refreshed.unwrap_or(lease));
+                    }
+                    Some(_) => {}
+                }
+            }
+            if let Some(flight) = state.flight {
+                state = self.wait_for_flight(state, flight)?;
+                let now = self.clock.now();
+                if let Some(lease) = state.lease.as_ref().filter(|lease| lease.usable(now)) {
+                    return Ok(Arc::clone(lease));
+                }
+                if let Some((id, Some(failure))) = &state.finished
+                    && *id == flight
+                {
+                    return Err(failure.clone());
+                }
+                continue;
+            }
+            return self.run_flight(state, FlightKind::Login);
+        }
+    }
+
+    fn wait_for_flight<'a>(
+        &self,
+        state: MutexGuard<'a, State>,
+        flight: u64,
+    ) -> Result<MutexGuard<'a, State>, TransitFailure> {
+        let (state, _) = self
+            .flight_done
+            .wait_timeout_while(state, self.flight_wait_bound(), |state| {
+                state.flight == Some(flight)
+            })
+            .unwrap_or_else(PoisonError::into_inner);
+        if state.flight == Some(flight) {
+            return Err(TransitFailure::new(FailureClass::Timeout));
+        }
+        Ok(state)
+    }
+
+    /// Runs one login or refresh with the lock released, installs the result and wakes the
+    /// waiters.
+    fn run_flight(
+        &self,
+        mut state: MutexGuard<'_, State>,
+        kind: FlightKind,
+    ) -> Result<Arc<Lease>, TransitFailure> {
+        state.flights += 1;
+        let flight = state.flights;
+        state.flight = Some(flight);
+        drop(state);
+
+        let is_refresh = matches!(kind, FlightKind::Refresh(_));
+        let outcome = match kind {
+            FlightKind::Login => self.login(),
+            FlightKind::Refresh(old) => self.refresh(&old),
+        };
+
+        let mut state = self.lock();
+        let result = match outcome {
+            Ok(grant) => {
+                state.generations += 1;
+                let lease = Arc::new(Lease {
+                    token: grant.token,
+                    obtained_at: grant.obtained_at,
+                    ttl: grant.ttl,
+                    renewable: grant.renewable,
+                    generation: state.generations,
+                });
+                state.lease = Some(Arc::clone(&lease));
+                state.refresh_not_before = None;
+                state.finished = Some((flight, None));
+                Ok(lease)
+            }
+            Err(failure) => {
+                if is_refresh {
+                    state.refresh_not_before = Some(
+                        self.clock
+                            .now()
+                            .checked_add(REFRESH_RETRY_INTERVAL)
+                            .unwrap_or_else(|| self.clock.now()),
+                    );
+                }
+                state.finished = Some((flight, Some(failure.clone())));
+                Err(failure)
+            }
+        };
+        state.flight = None;
+        drop(state);
+        self.flight_done.notify_all();
+        result
+    }
+
+    /// Handles a 401/403 seen with `denied`: reuse a newer token, or run one rate-limited
+    /// forced login.
+    fn recover(&self, denied: &Arc<Lease>) -> Recovered {
+        let mut state = self.lock();
+        let now = self.clock.now();
+        let newer = |state: &State| {
+            state
+                .lease
+                .as_ref()
+                .filter(|lease| lease.generation != denied.generation && lease.usable(now))
+                .map(Arc::clone)
+        };
+        if let Some(lease) = newer(&state) {
+            return Recovered::Retry(lease);
+        }
+        if let Some(flight) = state.flight {
+            state = match self.wait_for_flight(state, flight) {
+                Ok(state) => state,
+                Err(failure) => return Recovered::Failed(failure),
+            };
+            if let Some(lease) = newer(&state) {
+                return Recovered::Retry(lease);
+            }
+            if let Some((id, Some(failure))) = &state.finished
+                && *id == flight
+            {
+                return Recovered::Failed(failure.clone());
+            }
+        }
+
+        let recovery = &mut state.recovery;
+        if recovery
+            .last_denial
+            .is_some_and(|at| now.saturating_duration_since(at) >= RECOVERY_QUIET_PERIOD)
+        {
+            *recovery = Recovery::default();
+        }
+        recovery.last_denial = Some(now);
+        if let Some(last) = recovery.last_attempt
+            && now.saturating_duration_since(last) < recovery.interval()
+        {
+            bump(&self.counters.recoveries_throttled);
+            tracing::warn!(
+                auth_method = self.method.name(),
+                "openbao rejected the token; recovery is rate-limited"
+            );
+            return Recovered::Throttled;
+        }
+        recovery.last_attempt = Some(now);
+        bump(&self.counters.recoveries);
+        tracing::info!(
+            auth_method = self.method.name(),
+            "openbao rejected the token; logging in again"
+        );
+        // The rejected token must not be handed out while the forced login runs.
+        if state
+            .lease
+            .as_ref()
+            .is_some_and(|lease| lease.generation == denied.generation)
+        {
+            state.lease = None;
+        }
+        let result = self.run_flight(state, FlightKind::Login);
+        let mut state = self.lock();
+        match result {
+            Ok(lease) => {
+                state.recovery.consecutive_failures = 0;
+                Recovered::Retry(lease)
+            }
+            Err(failure) => {
+                state.recovery.consecutive_failures =
+                    state.recovery.consecutive_failures.saturating_add(1);
+                Recovered::Failed(failure)
+            }
+        }
+    }
+
+    /// Early refresh: renew when renewable (falling back to login), else login.
+    fn refresh(&self, old: &Lease) -> Result<Grant, TransitFailure> {
+        if !old.renewable {
+            return self.login();
+        }
+        match self.renew(old) {
+            Ok(renewed) => {
+                let capped = renewed
+                    .ttl
+                    .is_some_and(|ttl| ttl <= self.policy.login_before_token_expiry);
+                if capped {
+                    // The token reached its max TTL: get a new one, keep the renewed one if
+                    // the login fails.
+                    Ok(self.login().unwrap_or(renewed))
+                } else {
+                    Ok(renewed)
+                }
+            }
+            Err(_) => self.login(),
+        }
+    }
+
+    fn renew(&self, old: &Lease) -> Result<Grant, TransitFailure> {
+        let started = self.clock.now();
+        let increment = self.policy.token_renewal_increment;
+        let seconds = increment.as_secs() + u64::from(increment.subsec_nanos() > 0);
+        let body = json!({ "increment": format!("{seconds}s") });
+        let result = self
+            .http
+            .send(
+                ApiRequest::post("auth/token/renew-self", &body)
+                    .token(&old.token)
+                    .timeout(self.policy.login_timeout),
+            )
+            .and_then(|mut response| {
+                if !response.is_success() {
+                    return Err(response.failure());
+                }
+                parse_auth(&response.take_body(), started, Some(&old.token))
+            });
+        match &result {
+            Ok(_) => bump(&self.counters.renewals_succeeded),
+            Err(failure) => {
+                bump(&self.counters.renewals_failed);
+                tracing::warn!(
+                    auth_method = self.method.name(),
+                    error_class = failure.class.as_str(),
+                    http_status = ?failure.http_status,
+                    "openbao token renewal failed"
+                );
+            }
+        }
+        result
+    }
+
+    fn login(&self) -> Result<Grant, TransitFailure> {
+        let started = self.clock.now();
+        let result = match &self.method {
+            Method::Token { token_file } => self.login_token_file(token_file, started),
+            Method::AppRole {
+                login_path,
+                role_id_file,
+                secret_id_file,
+            } => self.login_approle(login_path, role_id_file, secret_id_file, started),
+            Method::Jwt {
+                login_path,
+                role,
+                jwt_file,
+                expectations,
+            } => self.login_jwt(login_path, role, jwt_file, expectations, started),
+        }
+        .map_err(login_failure);
+        match &result {
+            Ok(grant) => {
+                bump(&self.counters.logins_succeeded);
+                tracing::info!(
+                    auth_method = self.method.name(),
+                    token_ttl_seconds = grant.ttl.map(|ttl| ttl.as_secs()),
+                    renewable = grant.renewable,
+                    "openbao login succeeded"
+                );
+            }
+            Err(failure) => {
+                bump(&self.counters.logins_failed);
+                tracing::warn!(
+                    auth_method = self.method.name(),
+                    error_class = failure.class.as_str(),
+                    http_status = ?failure.http_status,
+                    "openbao login failed"
+                );
+            }
+        }
+        result
+    }
+
+    fn login_token_file(
+        &self,
+        token_file: &std::path::Path,
+        started: Instant,
+    ) -> Result<Grant, TransitFailure> {
+        let token = read_material(token_file, "token_file")?;
+        let mut response = self.http.send(
+            ApiRequest::get("auth/token/lookup-self")
+                .token(&token)
+                .timeout(self.policy.login_timeout),
+        )?;
+        if !response.is_success() {
+            return Err(response.failure());
+        }
+        let body = response.take_body();
+        let data = body
+            .get("data")
+            .ok_or_else(|| malformed_response(Some(200)))?;
+        let ttl = data
+            .get("ttl")
+            .and_then(Value::as_u64)
+            .ok_or_else(|| malformed_response(Some(200)))?;
+        let renewable = data
+            .get("renewable")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        Ok(Grant {
+            token,
+            obtained_at: started,
+            ttl: (ttl > 0).then(|| Duration::from_secs(ttl)),
+            renewable: renewable && ttl > 0,
+        })
+    }
+
+    fn login_approle(
+        &self,
+        login_path: &str,
+        role_id_file: &std::path::Path,
+        secret_id_file: &std::path::Path,
+        started: Instant,
+    ) -> Result<Grant, TransitFailure> {
+        let role_id = read_material(role_id_file, "role_id_file")?;
+        let secret_id = read_material(secret_id_file, "secret_id_file")?;
+        let body = json!({ "role_id": role_id, "secret_id": secret_id });
+        drop(secret_id);
+        self.post_login(login_path, &body, started)
+    }
+
+    fn login_jwt(
+        &self,
+        login_path: &str,
+        role: &str,
+        jwt_file: &std::path::Path,
+        expectations: &JwtExpectations,
+        started: Instant,
+    ) -> Result<Grant, TransitFailure> {
+        let jwt = read_material(jwt_file, "jwt_file")?;
+        if let Err(error) = check_jwt(&jwt, self.clock.wall(), expectations) {
+            tracing::warn!(reason = error.reason(), "jwt refused locally before login");
+            return Err(TransitFailure::new(FailureClass::AuthFailed));
+        }
+        let body = json!({ "role": role, "jwt": jwt });
+        drop(jwt);
+        self.post_login(login_path, &body, started)
+    }
+
+    fn post_login(
+        &self,
+        login_path: &str,
+        body: &Value,
+        started: Instant,
+    ) -> Result<Grant, TransitFailure> {
+        let mut response = self
+            .http
+            .send(ApiRequest::post(login_path, body).timeout(self.policy.login_timeout))?;
+        if !response.is_success() {
+            return Err(response.failure());
+        }
+        parse_auth(&response.take_body(), started, None)
+    }
+}
+
+/// `auth/<mount>/login` from `approle`, `auth/approle`, `/auth/jwt/`, ...
+fn login_path(mount_path: &str) -> Result<String, AuthBuildError> {
+    let mount = normalize_mount_path(mount_path).ok_or(AuthBuildError::InvalidMountPath)?;
+    if mount == "auth" {
+        return Err(AuthBuildError::InvalidMountPath);
+    }
+    Ok(if mount.starts_with("auth/") {
+        format!("{mount}/login")
+    } else {
+        format!("auth/{mount}/login")
+    })
+}
+
+fn read_material(path: &std::path::Path, setting: &'static str) -> Result<String, TransitFailure> {
+    read_credential(path).map_err(|error: CredentialError| {
+        tracing::warn!(
+            credential = setting,
+            reason = error.reason(),
+            "credential file refused"
+        );
+        TransitFailure::new(FailureClass::AuthFailed)
+    })
+}
+
+/// Decodes the `auth` object of a login or renew-self answer.
+fn parse_auth(
+    body: &Value,
+    started: Instant,
+    current: Option<&str>,
+) -> Result<Grant, TransitFailure> {
+    let auth = body.get("auth").filter(|auth| auth.is_object());
+    let auth = auth.ok_or_else(|| malformed_response(Some(200)))?;
+    let token = match (auth.get("client_token").and_then(Value::as_str), current) {
+        (Some(token), _) if !token.is_empty() => token.to_owned(),
+        (_, Some(current)) => current.to_owned(),
+        (Some(_) | None, None) => return Err(malformed_response(Some(200))),
+    };
+    let lease = auth
+        .get("lease_duration")
+        .and_then(Value::as_u64)
+        .ok_or_else(|| malformed_response(Some(200)))?;
+    let renewable = auth
+        .get("renewable")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    Ok(Grant {
+        token,
+        obtained_at: started,
+        ttl: (lease > 0).then(|| Duration::from_secs(lease)),
+        renewable: renewable && lease > 0,
+    })
+}
+
+/// Credential rejections become `AuthFailed`; transport, TLS, DNS, timeouts, sealed, rate
+/// limiting and unavailability keep their class.
+fn login_failure(failure: TransitFailure) -> TransitFailure {
+    let rejected = matches!(
+        failure.class,
+        FailureClass::InvalidRequest
+            | FailureClass::Unauthenticated
+            | FailureClass::PermissionDenied
+            | FailureClass::NotFound
+            | FailureClass::DecryptFailed
+            | FailureClass::VersionDisallowed
+    );
+    if rejected {
+        TransitFailure {
+            class: FailureClass::AuthFailed,
+            ..failure
+        }
+    } else {
+        failure
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn login_paths_accept_both_spellings() {
+        assert_eq!(login_path("approle").unwrap(), "auth/approle/login");
+        assert_eq!(login_path("/auth/approle/").unwrap(), "auth/approle/login");
+        assert_eq!(
+            login_path("auth/k8s-a-jwt").unwrap(),
+            "auth/k8s-a-jwt/login"
+        );
+        assert!(login_path("auth").is_err());
+        assert!(login_path("").is_err());
+    }
+
+    #[test]
+    fn recovery_interval_doubles_up_to_the_cap() {
+        let mut recovery = Recovery::default();
+        assert_eq!(recovery.interval(), Duration::from_secs(5));
+        recovery.consecutive_failures = 1;
+        assert_eq!(recovery.interval(), Duration::from_secs(10));
+        recovery.consecutive_failures = 6;
+        assert_eq!(recovery.interval(), Duration::from_secs(300));
+        recovery.consecutive_failures = u32::MAX;
+        assert_eq!(recovery.interval(), Duration::from_secs(300));
+    }
+
+    #[test]
+    fn login_failures_keep_transport_classes() {
+        let denied = TransitFailure {
+            class: FailureClass::InvalidRequest,
+            http_status: Some(400),
+            retry_after: None,
+        };
+        assert_eq!(login_failure(denied).class, FailureClass::AuthFailed);
+        for class in [
+            FailureClass::Sealed,
+            FailureClass::RateLimited,
+            FailureClass::TlsFailed,
+            FailureClass::Unavailable,
+            FailureClass::Timeout,
+        ] {
+            assert_eq!(login_failure(TransitFailure::new(class)).class, class);
+        }
+    }
+
+    #[test]
+    fn auth_blocks_decode_ttl_and_renewability() {
+        let started = Clock::system().now();
+        let body =
+            json!({"auth": {"client_token": "s.x", "lease_duration": 3600, "renewable": true}});
+        let grant = parse_auth(&body, started, None).unwrap();
+        assert_eq!(grant.ttl, Some(Duration::from_secs(3600)));
+        assert!(grant.renewable);
+        let root = json!({"auth": {"client_token": "s.x", "lease_duration": 0, "renewable": true}});
+        let grant = parse_auth(&root, started, None).unwrap();
+        assert_eq!(grant.ttl, None);
+        assert!(!grant.renewable);
+        assert!(parse_auth(&json!({"auth": null}), started, None).is_err());
+        assert!(parse_auth(&json!({"auth": {"client_token": "s.x"}}), started, None).is_err());
+    }
+}
