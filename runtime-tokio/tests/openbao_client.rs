@@ -435,6 +435,34 @@ fn tokens_are_renewed_ahead_of_expiry_and_replaced_once_expired() {
 }
 
 #[test]
+fn a_failed_renewal_falls_back_to_login() {
+    let server = BaoServer::shared();
+    let auth = server.new_approle("kms-plugin");
+    let (clock_control, clock) = ManualClock::new();
+    let client =
+        OpenBaoClient::with_clock(server.settings("kms-key", auth.clone()), clock).unwrap();
+    let ciphertext = encrypt(&client, b"renewal", 1, AAD);
+
+    // Near expiry, renew-self fails (the token was revoked): a fresh login replaces it before
+    // the call, so no 403 is ever seen and no recovery is needed.
+    server.revoke_approle_tokens(&auth);
+    clock_control.advance(3600 - 60);
+    assert_eq!(
+        decrypt(&client, &ciphertext, AAD).unwrap().expose(),
+        b"renewal"
+    );
+    let stats = client.auth_stats();
+    assert_eq!(
+        (
+            stats.renewals_failed,
+            stats.logins_succeeded,
+            stats.recoveries
+        ),
+        (1, 2, 0)
+    );
+}
+
+#[test]
 fn concurrent_callers_share_one_login() {
     let server = BaoServer::shared();
     let auth = server.new_approle("kms-plugin");

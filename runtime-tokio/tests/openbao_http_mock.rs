@@ -123,7 +123,7 @@ fn oversize_malformed_and_slow_answers_are_unavailable_or_timeout() {
     let failure = metadata_failure(&mock, "big");
     assert_eq!(
         (failure.class, failure.http_status),
-        (FailureClass::Unavailable, None)
+        (FailureClass::Unavailable, Some(200))
     );
     let failure = metadata_failure(&mock, "garbage");
     assert_eq!(

@@ -481,7 +481,10 @@ impl OpenBaoHttp {
             .with_config()
             .limit(MAX_RESPONSE_BYTES)
             .read_to_vec()
-            .map_err(|error| transport_failure(&error))?;
+            .map_err(|error| TransitFailure {
+                http_status: Some(status),
+                ..transport_failure(&error)
+            })?;
         let body = if bytes.iter().all(u8::is_ascii_whitespace) {
             Value::Null
         } else {

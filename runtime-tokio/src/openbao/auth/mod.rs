@@ -497,9 +497,17 @@ impl TokenManager {
             FlightKind::Refresh(old) => self.refresh(&old),
         };
 
+        let now = self.clock.now();
+        let retry_at = now.checked_add(REFRESH_RETRY_INTERVAL).unwrap_or(now);
         let mut state = self.lock();
         let result = match outcome {
             Ok(grant) => {
+                // A token granted inside the refresh window (max TTL reached, short TTL) is
+                // refreshed again only after a pause, not on every call.
+                let short = grant
+                    .ttl
+                    .is_some_and(|ttl| ttl <= self.policy.login_before_token_expiry);
+                state.refresh_not_before = short.then_some(retry_at);
                 state.generations += 1;
                 let lease = Arc::new(Lease {
                     token: grant.token,
@@ -509,18 +517,12 @@ impl TokenManager {
                     generation: state.generations,
                 });
                 state.lease = Some(Arc::clone(&lease));
-                state.refresh_not_before = None;
                 state.finished = Some((flight, None));
                 Ok(lease)
             }
             Err(failure) => {
                 if is_refresh {
-                    state.refresh_not_before = Some(
-                        self.clock
-                            .now()
-                            .checked_add(REFRESH_RETRY_INTERVAL)
-                            .unwrap_or_else(|| self.clock.now()),
-                    );
+                    state.refresh_not_before = Some(retry_at);
                 }
                 state.finished = Some((flight, Some(failure.clone())));
                 Err(failure)
