@@ -4,6 +4,8 @@
 //! client and its authentication, the registry state files, metrics and health endpoints, and the
 //! command line. It holds no policy: every decision comes from `bao_kms_core`.
 
+pub mod adapters;
+pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod driver;

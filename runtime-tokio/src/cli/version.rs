@@ -1,0 +1,49 @@
+//! `version`: the build identity.
+
+use serde::Serialize;
+
+use super::{ExitCode, Output};
+
+/// This build's version, written into the `plugin-version` annotation.
+pub(crate) const PLUGIN_VERSION: &str = concat!("v", env!("CARGO_PKG_VERSION"));
+
+/// Build facts, set by the release build through environment variables at compile time.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct BuildInfo {
+    /// Version.
+    pub(crate) version: &'static str,
+    /// Source commit.
+    pub(crate) commit: &'static str,
+    /// Build date.
+    pub(crate) build_date: &'static str,
+    /// Whether the tree had uncommitted changes.
+    pub(crate) dirty: &'static str,
+}
+
+/// The build facts of this binary.
+pub(crate) fn build_info() -> BuildInfo {
+    BuildInfo {
+        version: PLUGIN_VERSION,
+        commit: option_env!("BAO_KMS_BUILD_COMMIT").unwrap_or("unknown"),
+        build_date: option_env!("BAO_KMS_BUILD_DATE").unwrap_or("unknown"),
+        dirty: option_env!("BAO_KMS_BUILD_DIRTY").unwrap_or("unknown"),
+    }
+}
+
+pub(super) fn run(output: Output) -> ExitCode {
+    let info = build_info();
+    match output {
+        Output::Text => {
+            println!("version: {}", info.version);
+            println!("commit: {}", info.commit);
+            println!("buildDate: {}", info.build_date);
+            println!("dirty: {}", info.dirty);
+        }
+        Output::Json => match serde_json::to_string_pretty(&info) {
+            Ok(text) => println!("{text}"),
+            Err(_) => return ExitCode::Failure,
+        },
+    }
+    ExitCode::Success
+}
