@@ -1,0 +1,974 @@
+//! Harness for the end-to-end tests: a real OpenBao 2.7.2 dev server (TLS, transit with
+//! `disable_upsert`, the `kms-plugin` policy, AppRole) started through the repository scripts,
+//! the real `bao-kms-provider serve` binary as a child process, and the kube-apiserver stand-in
+//! of the test kit talking gRPC to it over the Unix socket.
+//!
+//! Every test gets its own OpenBao server and its own temporary directory, because tests seal
+//! OpenBao, revoke tokens and rotate the key. Everything started here is stopped on `Drop`
+//! (the plugin with SIGTERM, then SIGKILL after a bound), also when a test panics; a watchdog
+//! shell per process stops it if the test process dies without unwinding. On a panic the tail of
+//! every plugin log is printed. Every wait is bounded.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+// The stand-in lives in the test kit (`bao-kms-testkit`), which this package does not depend
+// on; its only dependencies (core, proto, tonic, tokio, hyper-util, tower, sha2) are
+// dependencies of this package too, so the file is compiled in here as is.
+#[allow(unreachable_pub, reason = "the module is public API of the test kit")]
+#[path = "../../../tests/src/kube_apiserver.rs"]
+pub(crate) mod kube_apiserver;
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::io::Read as _;
+use std::net::TcpListener;
+use std::os::unix::fs::{FileTypeExt as _, PermissionsExt as _};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use sha2::{Digest as _, Sha256};
+
+use self::kube_apiserver::KubeApiserver;
+
+/// Attempts at starting an OpenBao server (a port may be taken in between).
+const BAO_START_ATTEMPTS: usize = 4;
+/// How long the plugin may take from spawn to a connectable socket (bootstrap grace is 20 s).
+const PLUGIN_START_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long the plugin may take to exit after SIGTERM before it is killed.
+const PLUGIN_STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
+// The configured intervals, so tests can derive their bounds from them.
+/// `status.probeInterval`.
+pub(crate) const PROBE_INTERVAL: Duration = Duration::from_secs(1);
+/// `status.statusMaxStaleness`.
+pub(crate) const STATUS_MAX_STALENESS: Duration = Duration::from_secs(5);
+/// `rotation.activationDelay`.
+pub(crate) const ACTIVATION_DELAY: Duration = Duration::from_secs(2);
+/// The provider's probe circuit breaker cooldown (fixed in this release, not configurable).
+pub(crate) const BREAKER_COOLDOWN: Duration = Duration::from_secs(30);
+/// The Transit key the setup script creates.
+pub(crate) const KEY_NAME: &str = "kms-key";
+
+/// The test clock (the workspace forbids `Instant::now` in product code).
+#[allow(
+    clippy::disallowed_methods,
+    reason = "tests need a clock for their timeouts"
+)]
+pub(crate) fn now() -> Instant {
+    Instant::now()
+}
+
+/// The repository root.
+pub(crate) fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// The plugin binary built by cargo for this test.
+pub(crate) fn plugin_binary() -> &'static str {
+    env!("CARGO_BIN_EXE_bao-kms-provider")
+}
+
+/// base64url(SHA-256(key_id)): the `key-id-hash` annotation and the `hash` label of
+/// `openbao_kms_status_key_id_hash`.
+pub(crate) fn key_id_digest(key_id: &str) -> String {
+    URL_SAFE_NO_PAD.encode(Sha256::digest(key_id.as_bytes()))
+}
+
+/// `sha256:<hex>`: how kube-apiserver hashes key_ids in its metrics and logs.
+pub(crate) fn apiserver_key_id_hash(key_id: &str) -> String {
+    let hex: String = Sha256::digest(key_id.as_bytes())
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect();
+    format!("sha256:{hex}")
+}
+
+/// A bounded wait: `check` panics once the deadline has passed.
+#[derive(Debug)]
+pub(crate) struct Deadline {
+    start: Instant,
+    end: Instant,
+    what: String,
+}
+
+impl Deadline {
+    pub(crate) fn after(timeout: Duration, what: impl Into<String>) -> Self {
+        let start = now();
+        Self {
+            start,
+            end: start + timeout,
+            what: what.into(),
+        }
+    }
+
+    pub(crate) fn passed(&self) -> bool {
+        now() >= self.end
+    }
+
+    /// Panics when the deadline has passed.
+    pub(crate) fn check(&self) {
+        assert!(
+            !self.passed(),
+            "timed out after {:?} waiting for {}",
+            self.end - self.start,
+            self.what
+        );
+    }
+
+    pub(crate) fn elapsed(&self) -> Duration {
+        now() - self.start
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Ports
+
+/// Serialises port picking and OpenBao start-up inside this test binary.
+static PORT_LOCK: Mutex<()> = Mutex::new(());
+static PORT_SEQ: AtomicU32 = AtomicU32::new(0);
+
+fn lock_ports() -> std::sync::MutexGuard<'static, ()> {
+    PORT_LOCK
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// A port P on 127.0.0.1 in `[base, base + 2 * span)` such that P and P+1 are free right now.
+/// Below the ephemeral range, so outgoing connections do not take it in between.
+fn free_ports(base: u32, span: u32, pair: bool) -> u16 {
+    let seed = std::process::id().wrapping_mul(7919);
+    for _ in 0..2000 {
+        let n = PORT_SEQ.fetch_add(1, Ordering::Relaxed);
+        let offset = seed.wrapping_add(n.wrapping_mul(37)) % span;
+        let port = u16::try_from(base + offset * 2).unwrap();
+        let first = TcpListener::bind(("127.0.0.1", port));
+        let second = if pair {
+            TcpListener::bind(("127.0.0.1", port + 1)).map(Some)
+        } else {
+            Ok(None)
+        };
+        if first.is_ok() && second.is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port on 127.0.0.1");
+}
+
+/// A free port for a plugin listener (metrics, health).
+pub(crate) fn free_port() -> u16 {
+    let _ports = lock_ports();
+    free_ports(30_001, 1300, false)
+}
+
+// ---------------------------------------------------------------------------------------------
+// OpenBao
+
+/// The `bao` binary, installed once per test binary.
+pub(crate) fn bao_binary() -> &'static Path {
+    static BAO: OnceLock<PathBuf> = OnceLock::new();
+    BAO.get_or_init(|| {
+        let output = Command::new(repo_root().join("scripts/install-bao.sh"))
+            .stdin(Stdio::null())
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("run scripts/install-bao.sh");
+        assert!(output.status.success(), "scripts/install-bao.sh failed");
+        let path = String::from_utf8(output.stdout).unwrap().trim().to_owned();
+        assert!(!path.is_empty(), "install-bao.sh printed no path");
+        PathBuf::from(path)
+    })
+}
+
+/// A running OpenBao dev server (in memory, TLS) with transit, the `kms-plugin` policy and an
+/// AppRole, set up by `scripts/openbao-setup-transit.sh`. Dropping it stops the server.
+pub(crate) struct Bao {
+    dir: tempfile::TempDir,
+    port: u16,
+    watchdog: Option<Child>,
+}
+
+impl Bao {
+    /// Starts a server of its own (retrying on a port taken in between) and sets it up.
+    pub(crate) fn start() -> Self {
+        let mut last_error = String::new();
+        for _ in 0..BAO_START_ATTEMPTS {
+            match Self::try_start() {
+                Ok(bao) => return bao,
+                Err(error) => last_error = error,
+            }
+        }
+        panic!("could not start an OpenBao dev server: {last_error}");
+    }
+
+    fn try_start() -> Result<Self, String> {
+        let bao = bao_binary();
+        let scripts = repo_root().join("scripts");
+        let dir = tempfile::Builder::new()
+            .prefix("bao-kms-e2e-bao-")
+            .tempdir()
+            .map_err(|error| error.to_string())?;
+        let (port, status) = {
+            let _ports = lock_ports();
+            let port = free_ports(21_000, 4500, true);
+            let status = Command::new(scripts.join("openbao-dev.sh"))
+                .arg("start")
+                .arg(dir.path())
+                .arg(port.to_string())
+                .env("BAO_BIN", bao)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .map_err(|error| error.to_string())?;
+            (port, status)
+        };
+        // From here on the server may be running: the value stops it on any early return.
+        let watchdog = spawn_watchdog(&format!(
+            "\"$0\" stop '{dir}' >/dev/null 2>&1; rm -rf -- '{dir}'",
+            dir = dir.path().display()
+        ));
+        let server = Self {
+            dir,
+            port,
+            watchdog: Some(watchdog),
+        };
+        if !status.success() {
+            return Err(format!("openbao-dev.sh start exited with {status}"));
+        }
+        let setup = Command::new(scripts.join("openbao-setup-transit.sh"))
+            .arg(server.dir.path())
+            .arg("transit")
+            .arg(KEY_NAME)
+            .env("BAO_BIN", bao)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .output()
+            .map_err(|error| error.to_string())?;
+        if !setup.status.success() {
+            return Err(format!(
+                "openbao-setup-transit.sh exited with {}: {}",
+                setup.status,
+                String::from_utf8_lossy(&setup.stderr)
+            ));
+        }
+        Ok(server)
+    }
+
+    pub(crate) fn address(&self) -> String {
+        format!("https://127.0.0.1:{}", self.port)
+    }
+
+    pub(crate) fn file(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn root_token(&self) -> String {
+        fs::read_to_string(self.file("root-token"))
+            .unwrap()
+            .trim()
+            .to_owned()
+    }
+
+    /// A `bao` CLI command with the root token (the client side bounded by 10 s).
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(bao_binary());
+        command
+            .args(args)
+            .env("BAO_ADDR", self.address())
+            .env("BAO_CACERT", self.file("ca.pem"))
+            .env("BAO_TOKEN", self.root_token())
+            .env("BAO_CLIENT_TIMEOUT", "10s")
+            .env_remove("BAO_NAMESPACE")
+            .env_remove("VAULT_ADDR")
+            .env_remove("VAULT_TOKEN")
+            .env_remove("VAULT_NAMESPACE")
+            .stdin(Stdio::null());
+        command
+    }
+
+    /// Runs a root-token `bao` CLI command that must succeed; returns its stdout.
+    pub(crate) fn cli(&self, args: &[&str]) -> String {
+        let output = self.command(args).output().expect("run bao");
+        check_cli(args, &output);
+        String::from_utf8_lossy(&output.stdout).trim().to_owned()
+    }
+
+    /// Rotates the Transit key; returns the new latest version.
+    pub(crate) fn rotate_key(&self) -> u64 {
+        self.cli(&["write", "-f", &format!("transit/keys/{KEY_NAME}/rotate")]);
+        self.latest_version()
+    }
+
+    /// The Transit key's `latest_version`.
+    pub(crate) fn latest_version(&self) -> u64 {
+        self.cli(&[
+            "read",
+            "-field=latest_version",
+            &format!("transit/keys/{KEY_NAME}"),
+        ])
+        .parse()
+        .unwrap()
+    }
+
+    /// Sets the Transit key's `min_decryption_version`.
+    pub(crate) fn set_min_decryption_version(&self, version: u64) {
+        self.cli(&[
+            "write",
+            &format!("transit/keys/{KEY_NAME}/config"),
+            &format!("min_decryption_version={version}"),
+        ]);
+    }
+
+    /// Revokes every token issued by AppRole logins (the plugin's included).
+    pub(crate) fn revoke_approle_tokens(&self) {
+        self.cli(&["write", "-f", "sys/leases/revoke-prefix/auth/approle/login"]);
+    }
+
+    /// Seals the server: every request then fails with 503 "Vault is sealed".
+    ///
+    /// This is how the tests take OpenBao away and bring it back. A dev server keeps its
+    /// storage in memory, so stopping the process and starting it again would come back with
+    /// no transit key at all; sealing keeps the process and its storage and makes every call
+    /// fail, as a real outage (or a restarted, still sealed production server) does.
+    pub(crate) fn seal(&self) {
+        self.cli(&["operator", "seal"]);
+    }
+
+    /// Unseals with the key the dev server printed in its log (passed on stdin, not argv).
+    pub(crate) fn unseal(&self) {
+        let log = fs::read_to_string(self.file("server.log")).unwrap();
+        let key = log
+            .lines()
+            .find_map(|line| line.strip_prefix("Unseal Key: "))
+            .expect("the dev server log names its unseal key")
+            .trim()
+            .to_owned();
+        let args = ["write", "sys/unseal", "key=-"];
+        let mut child = self
+            .command(&args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run bao");
+        {
+            use std::io::Write as _;
+            let mut stdin = child.stdin.take().unwrap();
+            stdin.write_all(key.as_bytes()).unwrap();
+        }
+        let output = child.wait_with_output().unwrap();
+        check_cli(&args, &output);
+        let sealed = self.cli(&["status", "-format=json"]);
+        assert!(
+            sealed.contains("\"sealed\": false"),
+            "still sealed: {sealed}"
+        );
+    }
+}
+
+fn check_cli(args: &[&str], output: &Output) {
+    assert!(
+        output.status.success(),
+        "bao {} failed with {}: {}",
+        args.join(" "),
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+impl Drop for Bao {
+    fn drop(&mut self) {
+        let status = Command::new(repo_root().join("scripts/openbao-dev.sh"))
+            .arg("stop")
+            .arg(self.dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        if !matches!(status, Ok(status) if status.success()) {
+            eprintln!("warning: stopping the OpenBao dev server failed: {status:?}");
+        }
+        if let Some(mut watchdog) = self.watchdog.take() {
+            let _ = watchdog.kill();
+            let _ = watchdog.wait();
+        }
+    }
+}
+
+/// A shell that waits for this test process to end and then runs `action` (with `$0` set to
+/// `scripts/openbao-dev.sh`): the clean-up when the process dies without unwinding. Killed on
+/// the normal path.
+fn spawn_watchdog(action: &str) -> Child {
+    Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "while kill -0 {pid} 2>/dev/null; do sleep 0.5; done; {action}",
+            pid = std::process::id()
+        ))
+        .arg(repo_root().join("scripts/openbao-dev.sh"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn the watchdog shell")
+}
+
+// ---------------------------------------------------------------------------------------------
+// The plugin process
+
+/// One `bao-kms-provider` child process; stderr (its log) and stdout go to files.
+pub(crate) struct PluginProcess {
+    child: Child,
+    stderr: PathBuf,
+    stdout: PathBuf,
+    exit: Option<ExitStatus>,
+    watchdog: Option<Child>,
+}
+
+impl PluginProcess {
+    /// Starts `bao-kms-provider <args>`, writing `<dir>/<name>.log` (stderr) and
+    /// `<dir>/<name>.stdout`.
+    pub(crate) fn spawn(args: &[&str], dir: &Path, name: &str) -> Self {
+        let stderr = dir.join(format!("{name}.log"));
+        let stdout = dir.join(format!("{name}.stdout"));
+        let mut command = Command::new(plugin_binary());
+        command
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(File::create(&stdout).unwrap())
+            .stderr(File::create(&stderr).unwrap());
+        for variable in [
+            "BAO_KMS_PROVIDER_CONFIG",
+            "BAO_KMS_PROVIDER_CONFIG_PATH",
+            "BAO_KMS_PROVIDER_LOG_LEVEL",
+            "BAO_KMS_PROVIDER_LOGGING_LEVEL",
+            "BAO_KMS_PROVIDER_SERVER_METRICS_ADDRESS",
+            "BAO_KMS_PROVIDER_SERVER_METRICSADDRESS",
+            "BAO_KMS_PROVIDER_SERVER_HEALTH_ADDRESS",
+            "BAO_KMS_PROVIDER_SERVER_HEALTHADDRESS",
+            "NOTIFY_SOCKET",
+        ] {
+            command.env_remove(variable);
+        }
+        let child = command.spawn().expect("spawn bao-kms-provider");
+        let watchdog = spawn_watchdog(&format!("kill -KILL {} 2>/dev/null", child.id()));
+        Self {
+            child,
+            stderr,
+            stdout,
+            exit: None,
+            watchdog: Some(watchdog),
+        }
+    }
+
+    /// `serve --config <config>`.
+    pub(crate) fn serve(config: &Path, dir: &Path, name: &str) -> Self {
+        Self::spawn(&["serve", "--config", config.to_str().unwrap()], dir, name)
+    }
+
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The exit status, if the process has exited.
+    pub(crate) fn try_exit(&mut self) -> Option<ExitStatus> {
+        if self.exit.is_none() {
+            self.exit = self.child.try_wait().unwrap();
+        }
+        self.exit
+    }
+
+    /// Waits at most `timeout` for the process to exit.
+    pub(crate) fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Deadline::after(timeout, "the plugin to exit");
+        loop {
+            if let Some(status) = self.try_exit() {
+                return Some(status);
+            }
+            if deadline.passed() {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits at most `timeout` for the exit that must come; panics with the log otherwise.
+    pub(crate) fn expect_exit(&mut self, timeout: Duration) -> ExitStatus {
+        match self.wait_exit(timeout) {
+            Some(status) => status,
+            None => panic!(
+                "the plugin did not exit within {timeout:?}; its log:\n{}",
+                self.log_tail(40)
+            ),
+        }
+    }
+
+    /// SIGTERM, then SIGKILL if it has not exited within [`PLUGIN_STOP_TIMEOUT`].
+    pub(crate) fn terminate(&mut self) -> ExitStatus {
+        if let Some(status) = self.try_exit() {
+            return status;
+        }
+        let pid = rustix::process::Pid::from_child(&self.child);
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+        if let Some(status) = self.wait_exit(PLUGIN_STOP_TIMEOUT) {
+            return status;
+        }
+        eprintln!(
+            "the plugin (pid {}) ignored SIGTERM for {PLUGIN_STOP_TIMEOUT:?}; killing it",
+            self.pid()
+        );
+        let _ = self.child.kill();
+        let status = self.child.wait().unwrap();
+        self.exit = Some(status);
+        status
+    }
+
+    /// The whole log (stderr).
+    pub(crate) fn log(&self) -> String {
+        read_lossy(&self.stderr)
+    }
+
+    /// Everything written to stdout.
+    pub(crate) fn stdout(&self) -> String {
+        read_lossy(&self.stdout)
+    }
+
+    /// The last `lines` lines of the log.
+    pub(crate) fn log_tail(&self, lines: usize) -> String {
+        tail(&self.log(), lines)
+    }
+
+    /// Waits (bounded) until `socket` accepts connections; fails when the process exits first.
+    fn wait_for_socket(&mut self, socket: &Path, timeout: Duration) -> Result<(), String> {
+        let deadline = Deadline::after(timeout, "the plugin socket");
+        loop {
+            if let Some(status) = self.try_exit() {
+                return Err(format!("the plugin exited during start-up with {status}"));
+            }
+            let is_socket =
+                fs::symlink_metadata(socket).is_ok_and(|metadata| metadata.file_type().is_socket());
+            if is_socket && std::os::unix::net::UnixStream::connect(socket).is_ok() {
+                return Ok(());
+            }
+            if deadline.passed() {
+                return Err(format!("no connectable socket within {timeout:?}"));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for PluginProcess {
+    fn drop(&mut self) {
+        self.terminate();
+        if let Some(mut watchdog) = self.watchdog.take() {
+            let _ = watchdog.kill();
+            let _ = watchdog.wait();
+        }
+    }
+}
+
+fn read_lossy(path: &Path) -> String {
+    let mut bytes = Vec::new();
+    if let Ok(mut file) = File::open(path) {
+        let _ = file.read_to_end(&mut bytes);
+    }
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+// ---------------------------------------------------------------------------------------------
+// Configuration
+
+/// What differs between the plugin configurations of one test.
+#[derive(Clone, Debug)]
+pub(crate) struct PluginConfig {
+    pub(crate) socket: PathBuf,
+    pub(crate) state_path: PathBuf,
+    pub(crate) metrics_port: u16,
+    pub(crate) health_port: u16,
+    pub(crate) openbao_address: String,
+}
+
+/// Creates `path` as a directory with mode `0750`.
+pub(crate) fn private_dir(path: &Path) -> PathBuf {
+    fs::create_dir_all(path).unwrap();
+    fs::set_permissions(path, fs::Permissions::from_mode(0o750)).unwrap();
+    path.to_path_buf()
+}
+
+fn random_hex(bytes: usize) -> String {
+    let mut buffer = vec![0_u8; bytes];
+    File::open("/dev/urandom")
+        .unwrap()
+        .read_exact(&mut buffer)
+        .unwrap();
+    buffer.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// One test's world
+
+/// One test's world: an OpenBao server, a directory (`run/` for the socket, `state/`, `etc/`,
+/// the logs) and at most one main plugin process.
+pub(crate) struct E2e {
+    /// The main plugin; declared first so it is stopped before OpenBao.
+    plugin: Option<PluginProcess>,
+    bao: Bao,
+    dir: tempfile::TempDir,
+    config: PluginConfig,
+    config_path: PathBuf,
+    lineage: String,
+    starts: u32,
+    http: ureq::Agent,
+}
+
+impl E2e {
+    /// OpenBao running and set up, the configuration written, the plugin not started.
+    pub(crate) fn new() -> Self {
+        let bao = Bao::start();
+        let dir = tempfile::Builder::new()
+            .prefix("bao-kms-e2e-")
+            .tempdir()
+            .unwrap();
+        let run = private_dir(&dir.path().join("run"));
+        let state = private_dir(&dir.path().join("state"));
+        private_dir(&dir.path().join("etc"));
+        let config = PluginConfig {
+            socket: run.join("kms.sock"),
+            state_path: state.join("key-registry.json"),
+            metrics_port: free_port(),
+            health_port: free_port(),
+            openbao_address: bao.address(),
+        };
+        let http = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .proxy(None)
+            .timeout_global(Some(Duration::from_secs(5)))
+            .build()
+            .into();
+        let mut e2e = Self {
+            plugin: None,
+            bao,
+            dir,
+            config_path: PathBuf::new(),
+            config,
+            lineage: random_hex(16),
+            starts: 0,
+            http,
+        };
+        e2e.config_path = e2e.write_config("config", &e2e.config.clone());
+        e2e
+    }
+
+    /// [`E2e::new`] with the plugin started and serving.
+    pub(crate) fn running() -> Self {
+        let mut e2e = Self::new();
+        e2e.start_plugin();
+        e2e
+    }
+
+    pub(crate) fn bao(&self) -> &Bao {
+        &self.bao
+    }
+
+    pub(crate) fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub(crate) fn config(&self) -> &PluginConfig {
+        &self.config
+    }
+
+    pub(crate) fn config_path(&self) -> &Path {
+        &self.config_path
+    }
+
+    pub(crate) fn socket(&self) -> &Path {
+        &self.config.socket
+    }
+
+    pub(crate) fn plugin(&mut self) -> &mut PluginProcess {
+        self.plugin.as_mut().expect("the plugin is running")
+    }
+
+    /// Writes `etc/<name>.yaml` (mode 0640) for `config`; returns its path.
+    ///
+    /// Short intervals so a test sees probes, staleness and rotations within seconds.
+    pub(crate) fn write_config(&self, name: &str, config: &PluginConfig) -> PathBuf {
+        let dir = self.dir.path();
+        let path = dir.join("etc").join(format!("{name}.yaml"));
+        let socket_dir = config.socket.parent().unwrap();
+        let text = format!(
+            r#"configVersion: v1alpha1
+server:
+  socketPath: {socket}
+  socketDirectories: ["{socket_dir}"]
+  socketMode: "0660"
+  metricsAddress: 127.0.0.1:{metrics}
+  healthAddress: 127.0.0.1:{health}
+openbao:
+  address: {address}
+  caCertFile: {ca}
+  tlsServerName: 127.0.0.1
+  instanceId: bao-e2e
+  timeout: 2s
+auth:
+  method: approle
+  approle:
+    mountPath: auth/approle
+    roleIdFile: {role_id}
+    secretIdFile: {secret_id}
+transit:
+  mountPath: transit
+  keyName: {KEY_NAME}
+  keyIdScope:
+    providerName: e2e-kms
+    clusterId: e2e-cluster
+    transitMountId: transit-e2e
+    keyLineageId: "{lineage}"
+state:
+  path: {state}
+bootstrap:
+  graceTimeout: 20s
+  retryInterval: 1s
+status:
+  probeInterval: 1s
+  deepProbeInterval: 30s
+  statusMaxStaleness: 5s
+rotation:
+  activationDelay: 2s
+  requireStableObservationCount: 2
+logging:
+  level: info
+  format: json
+"#,
+            socket = config.socket.display(),
+            socket_dir = socket_dir.display(),
+            metrics = config.metrics_port,
+            health = config.health_port,
+            address = config.openbao_address,
+            ca = self.bao.file("ca.pem").display(),
+            role_id = self.bao.file("role-id").display(),
+            secret_id = self.bao.file("secret-id").display(),
+            lineage = self.lineage,
+            state = config.state_path.display(),
+        );
+        fs::write(&path, text).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o640)).unwrap();
+        path
+    }
+
+    /// Starts the main plugin and waits (bounded) until its socket accepts connections. A
+    /// listener port taken in between (the only start-up race) is retried with new ports.
+    pub(crate) fn start_plugin(&mut self) {
+        assert!(self.plugin.is_none(), "the plugin is already running");
+        for attempt in 0..3 {
+            self.starts += 1;
+            let name = format!("plugin-{}", self.starts);
+            let mut plugin = PluginProcess::serve(&self.config_path, self.dir.path(), &name);
+            match plugin.wait_for_socket(&self.config.socket, PLUGIN_START_TIMEOUT) {
+                Ok(()) => {
+                    self.plugin = Some(plugin);
+                    return;
+                }
+                Err(_) if attempt < 2 && plugin.log().contains(" listener: ") => {
+                    drop(plugin);
+                    self.config.metrics_port = free_port();
+                    self.config.health_port = free_port();
+                    self.config_path = self.write_config("config", &self.config.clone());
+                }
+                Err(error) => panic!("{error}; the plugin log:\n{}", plugin.log_tail(40)),
+            }
+        }
+    }
+
+    /// Stops the main plugin with SIGTERM (SIGKILL after a bound) and returns its exit status.
+    pub(crate) fn stop_plugin(&mut self) -> ExitStatus {
+        let mut plugin = self.plugin.take().expect("the plugin is running");
+        plugin.terminate()
+    }
+
+    /// Stops the main plugin with SIGTERM and starts it again with the same configuration.
+    pub(crate) fn restart_plugin(&mut self) -> ExitStatus {
+        let status = self.stop_plugin();
+        self.start_plugin();
+        status
+    }
+
+    /// Starts another plugin process with the configuration at `config`.
+    pub(crate) fn spawn_plugin(&self, config: &Path, name: &str) -> PluginProcess {
+        PluginProcess::serve(config, self.dir.path(), name)
+    }
+
+    /// A kube-apiserver stand-in connected to the plugin's socket.
+    pub(crate) async fn apiserver(&self) -> KubeApiserver {
+        KubeApiserver::connect(self.socket())
+            .await
+            .expect("connect to the plugin socket")
+    }
+
+    /// One scrape of `/metrics`.
+    pub(crate) fn metrics(&self) -> Metrics {
+        let (status, body) = self.get(self.config.metrics_port, "/metrics");
+        assert_eq!(status, 200, "/metrics answered {status}: {body}");
+        Metrics::parse(&body)
+    }
+
+    /// `/ready`: the HTTP status and the JSON body.
+    pub(crate) fn ready(&self) -> (u16, serde_json::Value) {
+        let (status, body) = self.get(self.config.health_port, "/ready");
+        let json = serde_json::from_str(&body)
+            .unwrap_or_else(|error| panic!("/ready body is not JSON ({error}): {body}"));
+        (status, json)
+    }
+
+    fn get(&self, port: u16, path: &str) -> (u16, String) {
+        let mut response = self
+            .http
+            .get(&format!("http://127.0.0.1:{port}{path}"))
+            .call()
+            .unwrap_or_else(|error| panic!("GET {path} on port {port}: {error}"));
+        let status = response.status().as_u16();
+        let body = response.body_mut().read_to_string().unwrap_or_default();
+        (status, body)
+    }
+}
+
+impl Drop for E2e {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        // Print every plugin log of this test; libtest shows it with the failure.
+        let Ok(entries) = fs::read_dir(self.dir.path()) else {
+            return;
+        };
+        let mut logs: Vec<PathBuf> = entries
+            .filter_map(Result::ok)
+            .map(|entry| entry.path())
+            .filter(|path| path.extension().is_some_and(|ext| ext == "log"))
+            .collect();
+        logs.sort();
+        for log in logs {
+            eprintln!(
+                "---- last lines of {} ----\n{}",
+                log.display(),
+                tail(&read_lossy(&log), 40)
+            );
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Metrics
+
+/// One sample of the Prometheus text format.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Sample {
+    pub(crate) name: String,
+    pub(crate) labels: BTreeMap<String, String>,
+    pub(crate) value: f64,
+}
+
+/// A parsed `/metrics` scrape.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Metrics {
+    samples: Vec<Sample>,
+}
+
+impl Metrics {
+    /// Parses the text exposition format (enough of it for this provider's output).
+    pub(crate) fn parse(text: &str) -> Self {
+        let mut samples = Vec::new();
+        for line in text.lines() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let (series, value) = line.rsplit_once(' ').expect("sample has a value");
+            let value: f64 = value.parse().unwrap_or_else(|_| {
+                panic!("sample value is not a number: {line}");
+            });
+            let (name, labels) = match series.split_once('{') {
+                Some((name, rest)) => (name, parse_labels(rest.trim_end_matches('}'))),
+                None => (series, BTreeMap::new()),
+            };
+            samples.push(Sample {
+                name: name.to_owned(),
+                labels,
+                value,
+            });
+        }
+        Self { samples }
+    }
+
+    /// Every sample of `name`.
+    pub(crate) fn series(&self, name: &str) -> Vec<&Sample> {
+        self.samples
+            .iter()
+            .filter(|sample| sample.name == name)
+            .collect()
+    }
+
+    /// The sum of the samples of `name` carrying every label in `labels`.
+    pub(crate) fn sum(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        self.series(name)
+            .into_iter()
+            .filter(|sample| {
+                labels
+                    .iter()
+                    .all(|(key, value)| sample.labels.get(*key).map(String::as_str) == Some(value))
+            })
+            .map(|sample| sample.value)
+            .sum()
+    }
+
+    /// The value of the unlabelled sample `name`.
+    pub(crate) fn value(&self, name: &str) -> Option<f64> {
+        self.series(name)
+            .into_iter()
+            .find(|sample| sample.labels.is_empty())
+            .map(|sample| sample.value)
+    }
+}
+
+fn parse_labels(text: &str) -> BTreeMap<String, String> {
+    let mut labels = BTreeMap::new();
+    let mut rest = text;
+    while let Some((key, after)) = rest.split_once("=\"") {
+        let mut value = String::new();
+        let mut chars = after.char_indices();
+        let mut end = after.len();
+        while let Some((index, c)) = chars.next() {
+            match c {
+                '\\' => {
+                    if let Some((_, escaped)) = chars.next() {
+                        value.push(if escaped == 'n' { '\n' } else { escaped });
+                    }
+                }
+                '"' => {
+                    end = index + 1;
+                    break;
+                }
+                other => value.push(other),
+            }
+        }
+        labels.insert(key.trim_start_matches(',').trim().to_owned(), value);
+        rest = &after[end..];
+    }
+    labels
+}
