@@ -9,6 +9,7 @@
 pub mod aad;
 pub mod annotations;
 pub mod ciphertext;
+pub mod compat;
 pub mod config;
 pub mod digest;
 mod gojson;

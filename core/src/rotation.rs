@@ -143,9 +143,15 @@ pub fn promote(
     let mut records = Vec::with_capacity(current.records().len());
     for record in current.records() {
         let record = if record.version() == version && record.state() == SnapshotState::Pending {
+            // Recorded times keep their order even if the wall clock went backwards meanwhile.
+            let before = record.observation();
+            let promoted_at = now_unix
+                .max(before.observed_at_unix)
+                .max(before.stable_at_unix)
+                .max(1);
             let observation = Observation {
-                promoted_at_unix: now_unix,
-                ..record.observation()
+                promoted_at_unix: promoted_at,
+                ..before
             };
             let promoted = record.clone().with_state(SnapshotState::Active);
             let promoted = promoted.with_observation(observation)?;

@@ -114,7 +114,7 @@ pub fn decrypt(sim: &mut Sim, node: usize, seed: &StoredSeed) -> Result<(), Opti
         key_id: seed.key_id.clone(),
         annotations: seed.annotations.clone(),
     };
-    match sim.call(node, request) {
+    match sim.call_waiting(node, request) {
         Ok(KmsResponse::Decrypted { plaintext }) if plaintext.expose() == seed.seed => Ok(()),
         Ok(_) => Err(None),
         Err(refusal) => Err(Some(refusal)),

@@ -11,6 +11,7 @@
 //! The model is for the core's simulations only; integration tests use a real OpenBao.
 
 pub mod apiserver;
+pub mod invariants;
 pub mod kube_apiserver;
 pub mod sim;
 pub mod transit_model;

@@ -7,7 +7,9 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use bao_kms_core::compat::{Blocker, FormatsInUse, Manifest};
 use bao_kms_core::provider::{Event, SaveFailure, StartupError};
+use bao_kms_core::registry::StateFile;
 use bao_kms_core::transit::TransitOperation;
 use bao_kms_core::{
     IdentityScope, IdentityValues, Input, KmsRequest, KmsResponse, Output, Provider,
@@ -36,8 +38,31 @@ pub struct Node {
     pub events: Vec<Event>,
     /// Transit calls this node made, in order.
     pub transit_log: Vec<TransitOperation>,
+    /// Every state file written to this node's disk, in order (operator tools append theirs).
+    pub disk_history: Vec<Vec<u8>>,
+    /// Every event with the monotonic time it happened.
+    pub timed_events: Vec<(Instant, Event)>,
+    /// The release this node runs, as its compatibility manifest.
+    pub manifest: Manifest,
+    /// When the node was last started.
+    pub started_at: Option<Instant>,
     next_timeout: Option<Instant>,
     next_request: u64,
+}
+
+/// Why a simulated node did not start.
+#[derive(Debug)]
+pub enum StartFailure {
+    /// The provider refused its stored state.
+    Provider(StartupError),
+    /// The node's release cannot read formats on its disk.
+    Unreadable(Vec<Blocker>),
+}
+
+impl From<StartupError> for StartFailure {
+    fn from(error: StartupError) -> Self {
+        Self::Provider(error)
+    }
 }
 
 /// The simulation.
@@ -102,12 +127,30 @@ impl Sim {
 
     /// Starts (or restarts) node `index` from its disk.
     ///
+    /// A node whose release (manifest) cannot read a format on its disk refuses to start, as an
+    /// older binary would.
+    ///
     /// # Errors
-    /// The provider's startup refusal.
-    pub fn start(&mut self, index: usize) -> Result<(), StartupError> {
+    /// The provider's startup refusal or the formats the node's release cannot read.
+    pub fn start(&mut self, index: usize) -> Result<(), StartFailure> {
         let node = &mut self.nodes[index];
+        if let Some(bytes) = &node.disk.state {
+            let state = StateFile::decode(bytes).map_err(StartupError::from)?;
+            let verdict = bao_kms_core::compat::check_move(
+                &node.manifest,
+                &node.manifest,
+                &FormatsInUse {
+                    rotation_pending: false,
+                    ..FormatsInUse::from_state(&state)
+                },
+            );
+            if !verdict.is_safe() {
+                return Err(StartFailure::Unreadable(verdict.blockers));
+            }
+        }
         let provider = Provider::new(node.config.clone(), self.now, &node.disk)?;
         node.provider = Some(provider);
+        node.started_at = Some(self.now);
         node.next_timeout = None;
         self.drain(index);
         Ok(())
@@ -151,6 +194,26 @@ impl Sim {
         }
     }
 
+    /// Sends a request and lets time pass (in 100 ms steps) until it is answered; the
+    /// provider answers every request by its 3 s deadline at the latest.
+    ///
+    /// # Panics
+    /// When the node gave no answer by the deadline (it is stopped, or a request was lost).
+    pub fn call_waiting(
+        &mut self,
+        index: usize,
+        request: KmsRequest,
+    ) -> Result<KmsResponse, Refusal> {
+        let id = self.request(index, request);
+        for _ in 0..40 {
+            if let Some(answer) = self.nodes[index].responses.remove(&id) {
+                return answer;
+            }
+            self.advance(Duration::from_millis(100));
+        }
+        panic!("node {index} did not answer request {id:?} by its deadline")
+    }
+
     /// Moves time forward by `step`, firing every timer on the way in order.
     pub fn advance(&mut self, step: Duration) {
         let target = self.now + step;
@@ -187,7 +250,13 @@ impl Sim {
 
     /// Executes everything node `index` asked for until it only waits for time.
     fn drain(&mut self, index: usize) {
+        // Every input leads to finitely many effects; a drain that never reaches the timeout
+        // is a livelock in the core (each synchronous answer triggering another call).
+        let mut budget = 100_000_u32;
         loop {
+            budget = budget.checked_sub(1).unwrap_or_else(|| {
+                panic!("node {index} never stopped producing outputs: livelock in the core")
+            });
             let node = &mut self.nodes[index];
             let Some(provider) = node.provider.as_mut() else {
                 return;
@@ -212,6 +281,7 @@ impl Sim {
                         node.failing_saves -= 1;
                         Err(SaveFailure)
                     } else {
+                        node.disk_history.push(state.clone().into_bytes());
                         node.disk.state = Some(state.into_bytes());
                         node.disk.checkpoint = Some(checkpoint.into_bytes());
                         Ok(())
@@ -221,7 +291,10 @@ impl Sim {
                 Output::Respond { id, response } => {
                     node.responses.insert(id, response);
                 }
-                Output::Event(event) => node.events.push(event),
+                Output::Event(event) => {
+                    node.timed_events.push((self.now, event.clone()));
+                    node.events.push(event);
+                }
                 Output::Timeout(at) => {
                     node.next_timeout = Some(at);
                     return;
@@ -260,6 +333,10 @@ impl Node {
             responses: BTreeMap::new(),
             events: Vec::new(),
             transit_log: Vec::new(),
+            disk_history: Vec::new(),
+            timed_events: Vec::new(),
+            manifest: Manifest::this_release(),
+            started_at: None,
             next_timeout: None,
             next_request: 0,
         }

@@ -404,3 +404,51 @@ fn a_failed_promotion_save_is_retried_with_the_same_state_and_never_half_applies
     let disk = bao_kms_core::StateFile::decode(sim.nodes[0].disk.state.as_ref().unwrap()).unwrap();
     assert_eq!(disk.generation(), generation + 1);
 }
+
+#[test]
+fn a_promotion_blocked_by_a_failing_save_does_not_spin_probes() {
+    let mut sim = started();
+    sim.transit.rotate(sim.wall_unix);
+    sim.advance(seconds(40));
+    // The stable candidate's delay ends at t=52; every save fails from now on for a while.
+    sim.nodes[0].failing_saves = 1_000;
+    let calls_before = sim.nodes[0].transit_log.len();
+    sim.advance(seconds(30));
+    let calls = sim.nodes[0].transit_log.len() - calls_before;
+    // Probes follow their 10 s schedule (plus deep probes): a handful of calls, not thousands.
+    assert!(calls < 40, "{calls} Transit calls in 30 s");
+    assert_eq!(active_version(&sim, 0), 1);
+}
+
+#[test]
+fn a_backward_wall_clock_jump_across_a_restart_neither_blocks_nor_hastens_promotion() {
+    let mut sim = started();
+    sim.transit.rotate(sim.wall_unix);
+    sim.advance(seconds(22));
+    assert!(sim.provider(0).activation_deadline().is_some());
+    sim.wall_unix -= 6_000;
+    sim.stop(0);
+    sim.start(0).unwrap();
+    // The delay restarts with the process and runs on the monotonic clock.
+    sim.advance(seconds(25));
+    assert_eq!(
+        active_version(&sim, 0),
+        1,
+        "a wall-clock jump does not shorten the delay"
+    );
+    sim.advance(seconds(20));
+    assert_eq!(
+        active_version(&sim, 0),
+        2,
+        "and does not block promotion either"
+    );
+    let state = sim.provider(0).registry().unwrap();
+    let promoted = state.active().observation();
+    assert!(promoted.promoted_at_unix >= promoted.stable_at_unix);
+    assert!(
+        sim.nodes[0]
+            .events
+            .iter()
+            .any(|e| matches!(e, Event::ClockRegressed { .. }))
+    );
+}

@@ -85,6 +85,20 @@ struct PendingRequest {
     method: KmsMethod,
 }
 
+/// The latest wall-clock second recorded in a registry: a restarted provider never records
+/// an earlier one, whatever the wall clock says.
+fn latest_recorded_unix(state: &StateFile) -> i64 {
+    let times = state.records().iter().flat_map(|record| {
+        let observation = record.observation();
+        [
+            observation.observed_at_unix,
+            observation.stable_at_unix,
+            observation.promoted_at_unix,
+        ]
+    });
+    times.max().unwrap_or(0)
+}
+
 impl Provider {
     /// Builds a provider from its configuration and the stored registry files.
     ///
@@ -110,6 +124,7 @@ impl Provider {
         if let Some(state) = &state {
             state.check_scope(&config.identity)?;
         }
+        let recorded_unix = state.as_ref().map_or(0, latest_recorded_unix);
         let policy = RotationPolicy {
             require_stable_observation_count: config.require_stable_observation_count,
             reject_version_rollback: config.reject_version_rollback,
@@ -126,7 +141,7 @@ impl Provider {
             requests: BTreeMap::new(),
             outputs: VecDeque::new(),
             next_id: 0,
-            wall_clock_unix: 0,
+            wall_clock_unix: recorded_unix,
             was_healthy: false,
             shutting_down: false,
             last_now: now,

@@ -53,6 +53,8 @@ pub(super) struct Probes {
     started: Instant,
     next_metadata_at: Instant,
     metadata_in_flight: bool,
+    /// When the last metadata probe ended; a delay deadline triggers one probe after it.
+    metadata_finished_at: Option<Instant>,
     next_deep_at: Instant,
     deep_in_flight: bool,
     /// The key whose round trip last succeeded.
@@ -79,6 +81,7 @@ impl Probes {
             started: now,
             next_metadata_at: now,
             metadata_in_flight: false,
+            metadata_finished_at: None,
             next_deep_at: now,
             deep_in_flight: false,
             deep_ok_for: None,
@@ -95,8 +98,21 @@ impl Probes {
         }
     }
 
+    /// The end of the activation delay, while no probe has run since it passed: that one
+    /// probe may promote; if it cannot (a save is pending, a rollback is seen), later attempts
+    /// follow the normal probe schedule.
+    fn pending_delay_end(&self) -> Option<Instant> {
+        let (_, deadline) = self.delay?;
+        let probed_since = self
+            .metadata_finished_at
+            .is_some_and(|finished| finished >= deadline);
+        (!probed_since).then_some(deadline)
+    }
+
     pub(super) fn metadata_due(&self, now: Instant) -> bool {
-        let delay_over = self.delay.is_some_and(|(_, deadline)| deadline <= now);
+        let delay_over = self
+            .pending_delay_end()
+            .is_some_and(|deadline| deadline <= now);
         !self.metadata_in_flight
             && !self.metadata_breaker.is_open(now)
             && (self.next_metadata_at <= now || delay_over)
@@ -125,7 +141,7 @@ impl Probes {
         let mut out = Vec::new();
         // While a breaker is open, its probe waits for the cooldown, not for its schedule.
         if !self.metadata_in_flight {
-            let delay_end = self.delay.map(|(_, deadline)| deadline);
+            let delay_end = self.pending_delay_end();
             let due = delay_end.map_or(self.next_metadata_at, |end| end.min(self.next_metadata_at));
             out.push(self.metadata_breaker.open_until(due).unwrap_or(due));
         }
@@ -461,6 +477,7 @@ impl Provider {
 
     fn end_metadata_probe(&mut self, now: Instant, success: bool) {
         self.probes.metadata_in_flight = false;
+        self.probes.metadata_finished_at = Some(now);
         let breaker = self.config.breaker;
         self.probes.metadata_breaker.record(now, success, &breaker);
         let settled = success && self.published.is_some() && self.probes.fatal.is_none();
