@@ -13,6 +13,7 @@ use crate::config::{AuthMethod, Config};
 use crate::driver::{EventSink, RegistryWriter, Snapshot, TransitExecutor};
 use crate::files::{RegistryPaths, write_registry};
 use crate::grpc::{RpcObserver, code_label};
+use crate::openbao::auth::AuthStats;
 use crate::openbao::{self, CaCertificates, ClientSettings, OpenBaoClient};
 use crate::telemetry::{self, Metrics};
 
@@ -87,18 +88,25 @@ impl RegistryWriter for FileRegistry {
 pub struct TelemetryObserver {
     metrics: Metrics,
     client: OpenBaoClient,
+    /// Auth outcomes already added to the counters.
+    auth_counted: std::sync::Mutex<AuthStats>,
 }
 
 impl TelemetryObserver {
     /// An observer feeding `metrics`; `client` supplies the token TTL.
     pub fn new(metrics: Metrics, client: OpenBaoClient) -> Self {
-        Self { metrics, client }
+        Self {
+            metrics,
+            client,
+            auth_counted: std::sync::Mutex::new(AuthStats::default()),
+        }
     }
 
-    /// Follows the driver's snapshots and keeps the health metrics current.
+    /// Follows the driver's snapshots and keeps the health and auth metrics current.
     pub async fn follow(self: Arc<Self>, mut snapshots: watch::Receiver<Snapshot>) {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         loop {
+            self.refresh_auth();
             {
                 let snapshot = snapshots.borrow_and_update().clone();
                 let active = snapshot
@@ -115,6 +123,31 @@ impl TelemetryObserver {
                 _ = tick.tick() => {}
             }
         }
+    }
+}
+
+impl TelemetryObserver {
+    /// Adds the logins and renewals that happened since the last refresh to the counters;
+    /// runs on every scrape and every second.
+    pub fn refresh_auth(&self) {
+        let mut counted = self
+            .auth_counted
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let before = *counted;
+        let now = self.client.auth_stats();
+        let delta = |after: u64, earlier: u64| after.saturating_sub(earlier);
+        self.metrics
+            .record_logins("ok", delta(now.logins_succeeded, before.logins_succeeded));
+        self.metrics
+            .record_logins("error", delta(now.logins_failed, before.logins_failed));
+        self.metrics.record_renewals(
+            "ok",
+            delta(now.renewals_succeeded, before.renewals_succeeded),
+        );
+        self.metrics
+            .record_renewals("error", delta(now.renewals_failed, before.renewals_failed));
+        *counted = now;
     }
 }
 

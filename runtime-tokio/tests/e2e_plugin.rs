@@ -344,7 +344,6 @@ async fn revoked_openbao_tokens_are_replaced_by_a_new_login_and_the_next_encrypt
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bug: openbao_kms_auth_login_total is never recorded (Metrics::record_login has no caller)"]
 async fn the_start_up_login_is_counted_in_openbao_kms_auth_login_total() {
     let e2e = E2e::running();
     let metrics = e2e.metrics();

@@ -309,9 +309,14 @@ impl Provider {
 
     pub(super) fn finish_kms_call(
         &mut self,
+        now: Instant,
         purpose: CallPurpose,
         result: Result<TransitResponse, TransitFailure>,
     ) {
+        if result.is_ok() {
+            // OpenBao answered a real request: an open breaker need not wait out its cooldown.
+            self.probes.backend_answered(now);
+        }
         match purpose {
             CallPurpose::Probe(_) => {}
             CallPurpose::Encrypt {

@@ -126,6 +126,17 @@ impl Probes {
             && self.next_deep_at <= now
     }
 
+    /// A KMS call just succeeded: close open breakers and probe at once instead of waiting out
+    /// the cooldown, so recovery after an outage is not delayed by up to 30 s.
+    pub(super) fn backend_answered(&mut self, now: Instant) {
+        if self.metadata_breaker.is_open(now) || self.deep_breaker.is_open(now) {
+            self.metadata_breaker = Breaker::default();
+            self.deep_breaker = Breaker::default();
+            self.next_metadata_at = self.next_metadata_at.min(now);
+            self.next_deep_at = self.next_deep_at.min(now);
+        }
+    }
+
     pub(super) fn reset_deep_probe(&mut self, now: Instant) {
         self.deep_ok_for = None;
         self.deep_failure = None;
@@ -307,7 +318,7 @@ impl Provider {
         match finished.purpose {
             CallPurpose::Probe(step) => self.continue_probe(now, step, result, wall_clock_unix),
             other @ (CallPurpose::Encrypt { .. } | CallPurpose::Decrypt { .. }) => {
-                self.finish_kms_call(other, result);
+                self.finish_kms_call(now, other, result);
             }
         }
     }

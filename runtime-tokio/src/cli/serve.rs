@@ -108,6 +108,12 @@ async fn start(config: Config) -> Result<ExitCode, StartFailure> {
     let metrics = telemetry::Metrics::new(info.version, info.commit, info.build_date, info.dirty);
     metrics.set_auth_method(config.auth.method.name());
     let observer = Arc::new(TelemetryObserver::new(metrics.clone(), client.clone()));
+    let scraped = Arc::downgrade(&observer);
+    metrics.on_scrape(move |_| {
+        if let Some(observer) = scraped.upgrade() {
+            observer.refresh_auth();
+        }
+    });
     let (driver, driver_task) = driver::spawn(
         provider,
         Arc::new(client.clone()),

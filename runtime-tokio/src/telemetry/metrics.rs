@@ -64,7 +64,7 @@ pub const AAD_ERROR_REASONS: [&str; 3] = ["aad_missing", "aad_mismatch", "annota
 pub const KEY_ID_ERROR_REASONS: [&str; 2] = ["key_id_unknown", "key_id_malformed"];
 
 /// Values of `openbao_kms_auth_method_info{method}`.
-pub const AUTH_METHODS: [&str; 3] = ["jwt", "cert", "unknown"];
+pub const AUTH_METHODS: [&str; 5] = ["jwt", "token", "approle", "cert", "unknown"];
 
 /// The three rotation states, all emitted by `openbao_kms_rotation_state`.
 const ROTATION_STATES: [RotationState; 3] = [
@@ -522,22 +522,32 @@ impl Metrics {
 
     /// Counts one login attempt: `ok` or the failure class.
     pub fn record_login(&self, status: &str) {
+        self.record_logins(status, 1);
+    }
+
+    /// Counts `count` login attempts with the same outcome.
+    pub fn record_logins(&self, status: &str, count: u64) {
         self.inner
             .auth_login
             .get_or_create(&StatusLabels {
                 status: normalize_label(status),
             })
-            .inc();
+            .inc_by(count);
     }
 
     /// Counts one token renewal attempt: `ok` or the failure class.
     pub fn record_renewal(&self, status: &str) {
+        self.record_renewals(status, 1);
+    }
+
+    /// Counts `count` renewal attempts with the same outcome.
+    pub fn record_renewals(&self, status: &str, count: u64) {
         self.inner
             .auth_renewal
             .get_or_create(&StatusLabels {
                 status: normalize_label(status),
             })
-            .inc();
+            .inc_by(count);
     }
 
     /// Sets the configured auth method (`jwt|cert`, anything else is `unknown`); the previous
