@@ -1,5 +1,6 @@
 //! `version`: the build identity.
 
+use bao_kms_core::compat::Manifest;
 use serde::Serialize;
 
 use super::{ExitCode, Output};
@@ -31,6 +32,15 @@ pub(crate) fn build_info() -> BuildInfo {
     }
 }
 
+/// `version --output json`: the build facts and the compatibility manifest, so another
+/// release's upgrade check can compare formats without reading release notes.
+#[derive(Debug, Serialize)]
+struct VersionReport {
+    #[serde(flatten)]
+    build: BuildInfo,
+    compatibility: Manifest,
+}
+
 pub(super) fn run(output: Output) -> ExitCode {
     let info = build_info();
     match output {
@@ -40,7 +50,10 @@ pub(super) fn run(output: Output) -> ExitCode {
             println!("buildDate: {}", info.build_date);
             println!("dirty: {}", info.dirty);
         }
-        Output::Json => match serde_json::to_string_pretty(&info) {
+        Output::Json => match serde_json::to_string_pretty(&VersionReport {
+            build: info,
+            compatibility: Manifest::this_release(),
+        }) {
             Ok(text) => println!("{text}"),
             Err(_) => return ExitCode::Failure,
         },
