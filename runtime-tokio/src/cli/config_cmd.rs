@@ -25,3 +25,8 @@ pub(super) fn run(cli: &Cli, output: Output) -> ExitCode {
         Err(_) => ExitCode::Failure,
     }
 }
+
+pub(super) fn schema() -> ExitCode {
+    eprintln!("config schema is not implemented in this build");
+    ExitCode::Failure
+}

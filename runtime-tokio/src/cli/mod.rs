@@ -2,8 +2,17 @@
 //! CLI-specific logic is parsing arguments and rendering reports.
 
 mod config_cmd;
+mod doctor;
 mod exit;
+mod fleet;
+mod init;
+mod policy;
+mod probe;
+pub mod report;
+mod rotation;
 mod serve;
+pub mod session;
+mod upgrade;
 mod version;
 
 use std::path::PathBuf;
@@ -44,11 +53,136 @@ pub struct Cli {
 pub enum Command {
     /// Serve the KMS v2 API on the configured Unix socket.
     Serve,
-    /// Print the resolved configuration and the identity fingerprint.
-    Config {
+    /// Check configuration, files, OpenBao, the Transit key and the data path.
+    Doctor {
+        /// A Kubernetes EncryptionConfiguration to cross-check against the configuration.
+        #[arg(long, value_name = "PATH")]
+        encryption_config: Option<PathBuf>,
         /// Output format.
         #[arg(long, value_enum, default_value_t = Output::Text)]
         output: Output,
+    },
+    /// Show where rotation stands: local registry, checkpoint and live Transit metadata.
+    RotationPlan {
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+    /// Like rotation-plan, with the limits of what a local check can prove.
+    VerifyRotation {
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+    /// Mark retired Transit versions below a version as removed (one-way for older releases).
+    RetireVersions {
+        /// Versions strictly below this one are removed.
+        #[arg(long, value_name = "N")]
+        before_version: u32,
+        /// Write the change (the provider must be stopped); without it, only plan.
+        #[arg(long)]
+        apply: bool,
+        /// The current state hash, as printed by the plan (required with --apply).
+        #[arg(long, value_name = "HASH")]
+        expected_state_hash: Option<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+    /// Restore removed versions to retired.
+    RestoreVersions {
+        /// Comma-separated versions to restore.
+        #[arg(long, value_name = "N,N", value_delimiter = ',', required = true)]
+        versions: Vec<u32>,
+        /// Write the change (the provider must be stopped); without it, only plan.
+        #[arg(long)]
+        apply: bool,
+        /// The current state hash, as printed by the plan (required with --apply).
+        #[arg(long, value_name = "HASH")]
+        expected_state_hash: Option<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+    /// Probe a running provider through its socket, as kube-apiserver would.
+    Probe {
+        /// The provider's socket.
+        #[arg(long, default_value = "/run/openbao-kms/kms.sock")]
+        socket: PathBuf,
+        /// Time limit for the whole probe, e.g. 10s.
+        #[arg(long, default_value = "10s")]
+        timeout: String,
+        /// The key_id the other control-plane nodes report.
+        #[arg(long)]
+        expected_key_id: Option<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+    /// Print policies for other systems.
+    Policy {
+        /// Which policy.
+        #[command(subcommand)]
+        kind: PolicyKind,
+    },
+    /// Print the resolved configuration and the identity fingerprint.
+    Config {
+        /// `schema` prints the JSON Schema of the configuration file.
+        #[command(subcommand)]
+        action: Option<ConfigAction>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+    /// Generate configuration, policy and deployment files from one values file.
+    Init {
+        /// Values file (provider configuration format).
+        #[arg(long, value_name = "PATH")]
+        values: PathBuf,
+        /// Output directory (absent or empty).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// Deployment model.
+        #[arg(long, value_enum, default_value_t = InitModel::Systemd)]
+        model: InitModel,
+        /// Generate a new key lineage id.
+        #[arg(long)]
+        new_key: bool,
+        /// OpenBao policy name.
+        #[arg(long)]
+        policy_name: Option<String>,
+        /// Container image pinned by digest (static-pod only).
+        #[arg(long)]
+        image: Option<String>,
+        /// Socket group id (static-pod only).
+        #[arg(long)]
+        socket_gid: Option<u32>,
+    },
+    /// Is it safe to upgrade to, or roll back to, another release on this node?
+    UpgradeCheck {
+        /// Another release's binary (its `version --output json` is read).
+        #[arg(long, value_name = "PATH", conflicts_with = "target_manifest")]
+        target_binary: Option<PathBuf>,
+        /// Another release's compatibility manifest (TOML or the JSON of `version --output json`).
+        #[arg(long, value_name = "PATH")]
+        target_manifest: Option<PathBuf>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+    /// Compare the key_id hash, Transit version, rotation state and readiness of every node.
+    FleetCheck {
+        /// A node's metrics URL (repeat for every control-plane node).
+        #[arg(long = "metrics-url", value_name = "URL", required = true)]
+        metrics_urls: Vec<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+    /// Print shell completion.
+    Completion {
+        /// The shell.
+        shell: clap_complete::Shell,
     },
     /// Print the build version.
     Version {
@@ -56,6 +190,33 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Output::Text)]
         output: Output,
     },
+}
+
+/// `policy` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum PolicyKind {
+    /// The least-privilege OpenBao ACL policy for this configuration.
+    Openbao {
+        /// Include `auth/token/renew-self`.
+        #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+        include_token_renewal: bool,
+    },
+}
+
+/// `config` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ConfigAction {
+    /// Print the JSON Schema of the configuration file.
+    Schema,
+}
+
+/// `init` deployment models.
+#[derive(Clone, Copy, Debug, Eq, PartialEq, ValueEnum)]
+pub enum InitModel {
+    /// A hardened systemd service.
+    Systemd,
+    /// A kubelet static pod.
+    StaticPod,
 }
 
 /// Report output formats.
@@ -83,7 +244,99 @@ impl Cli {
 pub fn run(cli: Cli) -> ExitCode {
     match &cli.command {
         Command::Serve => serve::run(&cli),
-        Command::Config { output } => config_cmd::run(&cli, *output),
+        Command::Doctor {
+            encryption_config,
+            output,
+        } => doctor::run(&cli, encryption_config.as_deref(), *output),
+        Command::RotationPlan { output } => rotation::plan(&cli, *output, false),
+        Command::VerifyRotation { output } => rotation::plan(&cli, *output, true),
+        Command::RetireVersions {
+            before_version,
+            apply,
+            expected_state_hash,
+            output,
+        } => rotation::retire(
+            &cli,
+            *before_version,
+            *apply,
+            expected_state_hash.as_deref(),
+            *output,
+        ),
+        Command::RestoreVersions {
+            versions,
+            apply,
+            expected_state_hash,
+            output,
+        } => rotation::restore(
+            &cli,
+            versions,
+            *apply,
+            expected_state_hash.as_deref(),
+            *output,
+        ),
+        Command::Probe {
+            socket,
+            timeout,
+            expected_key_id,
+            output,
+        } => probe::run(socket, timeout, expected_key_id.as_deref(), *output),
+        Command::Policy {
+            kind: PolicyKind::Openbao {
+                include_token_renewal,
+            },
+        } => policy::openbao(&cli, *include_token_renewal),
+        Command::Config {
+            action: Some(ConfigAction::Schema),
+            ..
+        } => config_cmd::schema(),
+        Command::Config {
+            action: None,
+            output,
+        } => config_cmd::run(&cli, *output),
+        Command::Init {
+            values,
+            out,
+            model,
+            new_key,
+            policy_name,
+            image,
+            socket_gid,
+        } => init::run(&init::InitArgs {
+            values,
+            out,
+            model: *model,
+            new_key: *new_key,
+            policy_name: policy_name.as_deref(),
+            image: image.as_deref(),
+            socket_gid: *socket_gid,
+        }),
+        Command::UpgradeCheck {
+            target_binary,
+            target_manifest,
+            output,
+        } => upgrade::run(
+            &cli,
+            target_binary.as_deref(),
+            target_manifest.as_deref(),
+            *output,
+        ),
+        Command::FleetCheck {
+            metrics_urls,
+            output,
+        } => fleet::run(metrics_urls, *output),
+        Command::Completion { shell } => completion(*shell),
         Command::Version { output } => version::run(*output),
     }
+}
+
+fn completion(shell: clap_complete::Shell) -> ExitCode {
+    use clap::CommandFactory as _;
+    let mut command = Cli::command();
+    clap_complete::generate(
+        shell,
+        &mut command,
+        "bao-kms-provider",
+        &mut std::io::stdout(),
+    );
+    ExitCode::Success
 }
