@@ -1,0 +1,6 @@
+//! Fuzz target `annotations_parse`.
+//!
+//! The check is [`bao_kms_fuzz::wire::annotations_parse`], shared with the corpus replay tests.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| bao_kms_fuzz::wire::annotations_parse(data));
