@@ -68,6 +68,7 @@ pub mod identity;
 pub mod key_id;
 pub mod limits;
 pub mod plaintext;
+pub mod plan;
 pub mod profile;
 pub mod provider;
 pub mod refusal;
