@@ -91,18 +91,26 @@ pub fn observe(
     if !profile::findings(metadata).is_empty() {
         return Err(ObserveError::ProfileInvalid);
     }
-    let mut blocking = retained_version_problems(current, metadata)?;
     let active = current.active().version();
-    if u64::from(active.get()) < metadata.min_encryption_version {
-        blocking.push(NotReadyReason::EncryptionBlocked);
-    }
     let Ok(latest) = KeyVersion::new(metadata.latest_version) else {
         return Err(ObserveError::ProfileInvalid);
     };
+    // A Transit key restored to an older state no longer lists the newer versions; that is a
+    // rollback to report as such, not a missing creation time.
+    if latest < active && policy.reject_version_rollback {
+        return Ok(Verdict {
+            next: None,
+            blocking: vec![NotReadyReason::VersionRollback],
+            stable_candidate: None,
+        });
+    }
+    // Without rollback rejection, a rollback that loses a retained version still fails closed
+    // here (its creation time is missing).
+    let mut blocking = retained_version_problems(current, metadata)?;
+    if u64::from(active.get()) < metadata.min_encryption_version {
+        blocking.push(NotReadyReason::EncryptionBlocked);
+    }
     if latest < active {
-        if policy.reject_version_rollback {
-            blocking.push(NotReadyReason::VersionRollback);
-        }
         return Ok(Verdict {
             next: None,
             blocking,
@@ -323,14 +331,14 @@ fn observed_records(
         let mut record = StateRecord::new(scope.clone(), candidate, created, state)
             .map_err(|_| ObserveError::CreationTimeMissing)?;
         if candidate == latest {
+            // Discovery records the candidate for decryption but never counts toward its
+            // promotion: only scheduled probes do.
+            let counted = u32::from(mode == ObserveMode::Probe);
+            let stable = counted >= 1 && policy.require_stable_observation_count <= counted;
             let first = Observation {
                 observed_at_unix: now_unix.max(1),
-                stable_observation_count: 1,
-                stable_at_unix: if policy.require_stable_observation_count <= 1 {
-                    now_unix.max(1)
-                } else {
-                    0
-                },
+                stable_observation_count: counted,
+                stable_at_unix: if stable { now_unix.max(1) } else { 0 },
                 promoted_at_unix: 0,
             };
             record = record

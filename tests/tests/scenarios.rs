@@ -452,3 +452,61 @@ fn a_backward_wall_clock_jump_across_a_restart_neither_blocks_nor_hastens_promot
             .any(|e| matches!(e, Event::ClockRegressed { .. }))
     );
 }
+
+#[test]
+fn a_transit_key_restored_to_an_older_version_reports_version_rollback() {
+    let mut sim = started();
+    sim.transit.rotate(sim.wall_unix);
+    sim.advance(seconds(60));
+    assert_eq!(active_version(&sim, 0), 2);
+    sim.transit.roll_back_to(1);
+    sim.advance(seconds(11));
+    let report = sim.provider(0).health(sim.now);
+    assert!(
+        report.reasons.contains(&NotReadyReason::VersionRollback),
+        "{report:?}"
+    );
+    assert!(
+        !report.reasons.contains(&NotReadyReason::ProfileInvalid),
+        "{report:?}"
+    );
+    assert_eq!(sim.status_key_id(0), None);
+}
+
+#[test]
+fn discovery_records_a_new_version_for_decryption_without_counting_an_observation() {
+    let mut sim = Sim::new(2);
+    sim.start(0).unwrap();
+    sim.start(1).unwrap();
+    sim.advance(seconds(1));
+    sim.stop(1);
+    sim.transit.rotate(sim.wall_unix);
+    sim.advance(seconds(80));
+    let Ok(KmsResponse::Encrypted {
+        ciphertext,
+        key_id,
+        annotations,
+    }) = encrypt(&mut sim, 0)
+    else {
+        panic!("encrypt failed");
+    };
+    sim.nodes[1].config.require_stable_observation_count = 1;
+    sim.start(1).unwrap();
+    sim.transit.rotate(sim.wall_unix);
+    // Node 1's start-up probe saw version 3 (count 1); version 2 arrives by discovery below.
+    let request = KmsRequest::Decrypt {
+        ciphertext,
+        key_id: key_id.to_string(),
+        annotations,
+    };
+    assert!(matches!(
+        sim.call(1, request),
+        Ok(KmsResponse::Decrypted { .. })
+    ));
+    let registry = sim.provider(1).registry().unwrap();
+    for record in registry.records() {
+        if record.state() == SnapshotState::Pending {
+            assert!(record.observation().stable_observation_count <= 1);
+        }
+    }
+}
