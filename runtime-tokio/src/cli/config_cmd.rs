@@ -26,7 +26,16 @@ pub(super) fn run(cli: &Cli, output: Output) -> ExitCode {
     }
 }
 
+#[path = "config_schema.rs"]
+mod config_schema;
+
+/// `config schema`: the JSON Schema (draft 2020-12) of the configuration file.
 pub(super) fn schema() -> ExitCode {
-    eprintln!("config schema is not implemented in this build");
-    ExitCode::Failure
+    match serde_json::to_string_pretty(&config_schema::schema()) {
+        Ok(text) => {
+            println!("{text}");
+            ExitCode::Success
+        }
+        Err(_) => ExitCode::Failure,
+    }
 }
