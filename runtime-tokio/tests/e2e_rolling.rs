@@ -931,12 +931,6 @@ fn three_nodes_converge_on_one_key_id_through_a_rotation_and_rolling_restarts_wi
         unhealthy.len()
     );
     eprintln!("Decrypts of a key_id the node's Status had not named yet, by node: {ahead:?}");
-    if !at_promotion.is_empty() {
-        eprintln!(
-            "unhealthy Status at a promotion (the known bug):\n{}",
-            lines(&at_promotion)
-        );
-    }
 
     // No call to a running node failed, Decrypt least of all.
     let decrypt_failures: Vec<Failure> = failures
@@ -960,20 +954,13 @@ fn three_nodes_converge_on_one_key_id_through_a_rotation_and_rolling_restarts_wi
         "a running node answered an unhealthy Status:\n{}",
         lines(&unhealthy)
     );
-    // Known bug (see the ignored test below): a node's Status is unhealthy for the few
-    // milliseconds between its promotion and the deep probe of the new key. A poll every 300 ms
-    // lands in that window now and then; more than once per node would be something else.
-    for node in NODES {
-        let count = at_promotion
-            .iter()
-            .filter(|answer| answer.node == node)
-            .count();
-        assert!(
-            count <= 1,
-            "node {node} was unhealthy {count} times at its promotion:\n{}",
-            lines(&at_promotion)
-        );
-    }
+    // A promoted key was proven during its activation delay, so no node is unhealthy even at
+    // the instant it promotes.
+    assert!(
+        at_promotion.is_empty(),
+        "a node answered an unhealthy Status at its promotion:\n{}",
+        lines(&at_promotion)
+    );
 
     // The fleet was mixed for a while, and the nodes still pending decrypted what the promoted
     // node wrote.
@@ -1025,15 +1012,10 @@ fn three_nodes_converge_on_one_key_id_through_a_rotation_and_rolling_restarts_wi
 }
 
 /// kube-apiserver may call Status (its poll, a `/readyz` hit) or Encrypt (a write after a DEK
-/// seed rotation) at any instant. Between a node's promotion of a new version and the first deep
-/// probe of the new key (one Transit encrypt and decrypt, some 10–40 ms here) the node answers
-/// Status `unhealthy` with no key_id and refuses Encrypt: an apiserver that polls then fails
-/// `/readyz` until its next poll, and a write then fails. This test polls Status and encrypts in
-/// tight loops across a rotation on one node.
+/// seed rotation) at any instant. A promoted key must be usable at once: the provider proves the
+/// candidate with a round trip during its activation delay. This test polls Status and encrypts
+/// in tight loops across a rotation on one node.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bug: a promotion resets the deep probe (core/src/provider/persist.rs, \
-            SaveKind::Promotion -> reset_deep_probe), so Status is unhealthy and Encrypt refused \
-            until the new key's deep probe answers"]
 async fn a_promotion_never_turns_status_unhealthy_nor_refuses_encrypt_even_for_a_moment() {
     let e2e = E2e::running();
     let mut status_api = e2e.apiserver().await;

@@ -131,9 +131,16 @@ impl Provider {
         if kind == SaveKind::Observation {
             self.start_delay_if_stable(now);
         }
-        if matches!(kind, SaveKind::Promotion | SaveKind::Bootstrap) {
-            // A newly active key serves Encrypt only after its own round trip succeeded.
-            self.probes.reset_deep_probe(now);
+        // A newly active key serves Encrypt only after its own round trip succeeded: during the
+        // delay for a promotion, right now for a bootstrap.
+        match kind {
+            SaveKind::Promotion => {
+                let interval = self.config.deep_probe_interval;
+                self.probes
+                    .adopt_promoted_key(now, current.active_key_id(), interval);
+            }
+            SaveKind::Bootstrap => self.probes.reset_deep_probe(now),
+            SaveKind::Checkpoint | SaveKind::Observation => {}
         }
         self.finish_discovery(now, false);
     }

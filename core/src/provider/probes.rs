@@ -59,6 +59,9 @@ pub(super) struct Probes {
     deep_in_flight: bool,
     /// The key whose round trip last succeeded.
     deep_ok_for: Option<KeyId>,
+    /// The stable candidate whose round trip succeeded during its activation delay, so it can
+    /// serve Encrypt the moment it is promoted.
+    candidate_proven: Option<KeyId>,
     deep_failure: Option<(NotReadyReason, &'static str)>,
     last_metadata_ok: Option<Instant>,
     metadata_failure: Option<(NotReadyReason, &'static str)>,
@@ -85,6 +88,7 @@ impl Probes {
             next_deep_at: now,
             deep_in_flight: false,
             deep_ok_for: None,
+            candidate_proven: None,
             deep_failure: None,
             last_metadata_ok: None,
             metadata_failure: None,
@@ -134,6 +138,18 @@ impl Probes {
             self.deep_breaker = Breaker::default();
             self.next_metadata_at = self.next_metadata_at.min(now);
             self.next_deep_at = self.next_deep_at.min(now);
+        }
+    }
+
+    /// After a promotion: the new active key keeps the proof it earned as a candidate, so
+    /// Status never turns unhealthy at a rotation; without one it must prove itself first.
+    pub(super) fn adopt_promoted_key(&mut self, now: Instant, active: &KeyId, interval: Duration) {
+        if self.candidate_proven.take().as_ref() == Some(active) {
+            self.deep_ok_for = Some(active.clone());
+            self.deep_failure = None;
+            self.next_deep_at = now + interval;
+        } else {
+            self.reset_deep_probe(now);
         }
     }
 
@@ -285,8 +301,15 @@ impl Provider {
         let Some(state) = self.published.as_ref() else {
             return;
         };
-        let key_id = state.active_key_id().clone();
-        let version = state.active().version();
+        // During an activation delay the candidate is proven first, with its own version.
+        let candidate = self.probes.delay.and_then(|(version, _)| {
+            let record = state.record_by_version(version)?;
+            let unproven = self.probes.candidate_proven.as_ref() != Some(record.key_id());
+            (record.state() == SnapshotState::Pending && unproven)
+                .then(|| (record.key_id().clone(), version))
+        });
+        let (key_id, version) =
+            candidate.unwrap_or_else(|| (state.active_key_id().clone(), state.active().version()));
         self.probes.deep_in_flight = true;
         let plaintext = self.next_probe_plaintext();
         let request = TransitRequest::Encrypt {
@@ -436,8 +459,7 @@ impl Provider {
             failure: outcome.err().map(|(_, class)| class),
         });
         if !still_active {
-            // A promotion happened meanwhile; the new key needs its own round trip.
-            self.probes.next_deep_at = now;
+            self.candidate_probe_finished(now, key_id, outcome.is_ok());
             return;
         }
         match outcome {
@@ -453,6 +475,41 @@ impl Provider {
                 self.probes.deep_failure = Some(failure);
                 self.probes.next_deep_at = now + self.config.bootstrap_retry_interval;
             }
+        }
+    }
+
+    /// A deep probe of a key that is not the active one: the pending candidate (remember the
+    /// proof) or a key that was active when the probe started (probe the new one now).
+    fn candidate_probe_finished(&mut self, now: Instant, key_id: &KeyId, success: bool) {
+        let is_candidate = self
+            .published
+            .as_ref()
+            .and_then(|state| state.record_by_key_id(key_id))
+            .is_some_and(|record| record.state() == SnapshotState::Pending);
+        if !is_candidate {
+            self.probes.next_deep_at = now;
+            return;
+        }
+        if !success {
+            self.probes.candidate_proven = None;
+            self.probes.next_deep_at = now + self.config.bootstrap_retry_interval;
+            return;
+        }
+        self.probes.candidate_proven = Some(key_id.clone());
+        let active_proven = self.published.as_ref().is_some_and(|state| {
+            self.probes.deep_ok_for.as_ref() == Some(state.active_key_id())
+                && self.probes.deep_failure.is_none()
+        });
+        if active_proven {
+            self.probes.next_deep_at = now + self.config.deep_probe_interval;
+        }
+        // A delay that ended while the proof was missing promotes at the next probe, now.
+        if self
+            .probes
+            .delay
+            .is_some_and(|(_, deadline)| deadline <= now)
+        {
+            self.probes.next_metadata_at = self.probes.next_metadata_at.min(now);
         }
     }
 
@@ -574,6 +631,7 @@ impl Provider {
             Some((version, deadline)) if version == candidate => deadline,
             Some(_) | None => {
                 self.probes.delay = Some((candidate, now + self.config.activation_delay));
+                self.probes.next_deep_at = self.probes.next_deep_at.min(now);
                 return false;
             }
         };
@@ -582,6 +640,14 @@ impl Provider {
             .blocking
             .contains(&NotReadyReason::VersionRollback);
         if now < deadline || self.saves.busy() || rolled_back {
+            return false;
+        }
+        let candidate_key = current
+            .record_by_version(candidate)
+            .map(|record| record.key_id());
+        if candidate_key.is_none() || self.probes.candidate_proven.as_ref() != candidate_key {
+            // Promote only a key whose round trip already succeeded, so Encrypt never pauses.
+            self.probes.next_deep_at = self.probes.next_deep_at.min(now);
             return false;
         }
         match rotation::promote(current, candidate, unix) {
@@ -619,6 +685,7 @@ impl Provider {
             .is_none_or(|(version, _)| version != candidate)
         {
             self.probes.delay = Some((candidate, now + self.config.activation_delay));
+            self.probes.next_deep_at = self.probes.next_deep_at.min(now);
         }
     }
 
