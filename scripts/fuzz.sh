@@ -17,6 +17,7 @@
 #   FUZZ_NIGHTLY=1     build with `cargo +nightly fuzz` and AddressSanitizer instead of the
 #                      default stable toolchain without a sanitizer (`-s none`)
 #   FUZZ_KEEP_CORPUS=1 keep the grown working corpora and print where they are
+#   FUZZ_TARGET_DIR=d  cargo target dir of the instrumented build (default fuzz/target)
 #
 # At the default 20 s the whole run takes about 4 minutes once the targets are built (a cold
 # build of the instrumented workspace takes a few minutes more).
@@ -51,7 +52,7 @@ fi
 # workspace's ordinary target/. The release profile's thin LTO would make linking each of the
 # ten targets take minutes on a small machine and buys nothing for fuzzing, so it is off (for
 # the build and the runs alike, or cargo would rebuild).
-build_flags=("${sanitizer[@]}" --target-dir fuzz/target)
+build_flags=("${sanitizer[@]}" --target-dir "${FUZZ_TARGET_DIR:-fuzz/target}")
 export CARGO_PROFILE_RELEASE_LTO=false
 
 if [[ -n "${FUZZ_TARGETS:-}" ]]; then

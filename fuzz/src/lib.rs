@@ -95,6 +95,8 @@ mod tests {
                 Op::Outage(false),
                 Op::WallClockJump(-1234),
                 Op::WallClockJump(i16::MAX),
+                Op::Stop(2),
+                Op::Restart(2),
             ],
         };
         assert_eq!(Scenario::decode(&scenario.encode()), scenario);

@@ -288,6 +288,8 @@ pub enum Op {
     Outage(bool),
     /// The wall clock jumps, in seconds, without monotonic time moving.
     WallClockJump(i16),
+    /// The node crashes and stays down until a `Restart` of it; operations on it are skipped.
+    Stop(u8),
 }
 
 /// A whole [`provider_ops`] input.
@@ -320,7 +322,7 @@ impl Scenario {
 }
 
 impl Op {
-    const VARIANTS: u64 = 10;
+    const VARIANTS: u64 = 11;
 
     fn encode(&self, out: &mut Vec<u8>) {
         let (index, fields): (u64, Vec<u8>) = match *self {
@@ -334,6 +336,7 @@ impl Op {
             Self::FailNextSave(node) => (7, vec![node]),
             Self::Outage(on) => (8, vec![u8::from(on)]),
             Self::WallClockJump(seconds) => (9, seconds.to_le_bytes().to_vec()),
+            Self::Stop(node) => (10, vec![node]),
         };
         // `derive(Arbitrary)` picks variant `(u32 * VARIANTS) >> 32`.
         let selector = u32::try_from((index << 32).div_ceil(Self::VARIANTS)).unwrap_or(u32::MAX);
@@ -355,6 +358,8 @@ impl Op {
 /// - I4: a node's active version never exceeds Transit's latest and never decreases;
 /// - I6: a node's registry generation never decreases, its disk holds exactly the registry in
 ///   use, the files decode and the checkpoint admits the state; a restart always succeeds.
+///
+/// Stopped nodes are skipped by every check and by the operations addressed to them.
 pub fn provider_ops(data: &[u8]) {
     let _ = provider_ops_outcome(data);
 }
@@ -397,6 +402,15 @@ struct Model {
     outage: bool,
     seeds_made: u64,
     decrypted: usize,
+    /// The files of each node's disk as last checked, and the state they decode to.
+    disk: Vec<Option<DiskCache>>,
+}
+
+/// A node's registry files that passed the I6 checks.
+struct DiskCache {
+    state_bytes: Vec<u8>,
+    checkpoint_bytes: Vec<u8>,
+    state: StateFile,
 }
 
 impl Model {
@@ -416,6 +430,7 @@ impl Model {
             outage: false,
             seeds_made: 0,
             decrypted: 0,
+            disk: (0..nodes).map(|_| None).collect(),
         }
     }
 
@@ -434,7 +449,27 @@ impl Model {
             .collect()
     }
 
+    fn running(&self, node: usize) -> bool {
+        self.sim.nodes[node].provider.is_some()
+    }
+
     fn apply(&mut self, op: Op) {
+        let skipped = match op {
+            Op::Status(node)
+            | Op::Encrypt(node)
+            | Op::DecryptStored(node, _)
+            | Op::DecryptTampered(node, _, _) => !self.running(self.node(node)),
+            Op::Rotate
+            | Op::Advance(_)
+            | Op::Restart(_)
+            | Op::FailNextSave(_)
+            | Op::Outage(_)
+            | Op::WallClockJump(_)
+            | Op::Stop(_) => false,
+        };
+        if skipped {
+            return;
+        }
         match op {
             Op::Status(node) => self.poll(self.node(node)),
             Op::Encrypt(node) => self.encrypt(self.node(node)),
@@ -475,6 +510,7 @@ impl Model {
                 self.sim.transit.outage = on.then_some(FailureClass::ConnectionFailed);
             }
             Op::WallClockJump(seconds) => self.sim.wall_unix += i64::from(seconds),
+            Op::Stop(node) => self.sim.stop(self.node(node)),
         }
     }
 
@@ -701,7 +737,9 @@ impl Model {
         }
         for seed in self.seeds() {
             for node in 0..self.nodes() {
-                self.check_decrypts(node, &seed);
+                if self.running(node) {
+                    self.check_decrypts(node, &seed);
+                }
             }
         }
     }
@@ -738,22 +776,39 @@ impl Model {
             .state
             .as_deref()
             .expect("I6: a published registry is on disk");
-        let on_disk = match StateFile::decode(state_bytes) {
-            Ok(state) => state,
-            Err(error) => panic!("I6: node {node} state file does not decode: {error:?}"),
+        let checkpoint_bytes = disk.checkpoint.as_deref().expect("I6: a checkpoint exists");
+        // Decoding is the costliest step of a check; files unchanged since the last check
+        // decoded then, so their decoded state is reused.
+        let cached = self.disk[node]
+            .as_ref()
+            .filter(|cached| cached.state_bytes == state_bytes)
+            .filter(|cached| cached.checkpoint_bytes == checkpoint_bytes);
+        let on_disk = match cached {
+            Some(cached) => cached.state.clone(),
+            None => {
+                let on_disk = match StateFile::decode(state_bytes) {
+                    Ok(state) => state,
+                    Err(error) => panic!("I6: node {node} state file does not decode: {error:?}"),
+                };
+                let checkpoint = match Checkpoint::decode(checkpoint_bytes) {
+                    Ok(checkpoint) => checkpoint,
+                    Err(error) => panic!("I6: node {node} checkpoint does not decode: {error:?}"),
+                };
+                if let Err(error) = admit_loaded(Some(&on_disk), Some(&checkpoint)) {
+                    panic!("I6: node {node} checkpoint refuses its state: {error:?}");
+                }
+                self.disk[node] = Some(DiskCache {
+                    state_bytes: state_bytes.to_vec(),
+                    checkpoint_bytes: checkpoint_bytes.to_vec(),
+                    state: on_disk.clone(),
+                });
+                on_disk
+            }
         };
         assert_eq!(
             &on_disk, registry,
             "I6: node {node} disk differs from the registry in use"
         );
-        let checkpoint_bytes = disk.checkpoint.as_deref().expect("I6: a checkpoint exists");
-        let checkpoint = match Checkpoint::decode(checkpoint_bytes) {
-            Ok(checkpoint) => checkpoint,
-            Err(error) => panic!("I6: node {node} checkpoint does not decode: {error:?}"),
-        };
-        if let Err(error) = admit_loaded(Some(&on_disk), Some(&checkpoint)) {
-            panic!("I6: node {node} checkpoint refuses its state: {error:?}");
-        }
     }
 }
 
@@ -818,7 +873,7 @@ pub fn decrypt_request_seeds() -> Vec<(&'static str, Vec<u8>)> {
 pub fn provider_ops_seeds() -> Vec<(&'static str, Vec<u8>)> {
     use Op::{
         Advance, DecryptStored, DecryptTampered, Encrypt, FailNextSave, Outage, Restart, Rotate,
-        Status, WallClockJump,
+        Status, Stop, WallClockJump,
     };
     let scenarios = [
         (
@@ -874,6 +929,25 @@ pub fn provider_ops_seeds() -> Vec<(&'static str, Vec<u8>)> {
                 Status(0),
                 Status(1),
                 Status(2),
+            ],
+        ),
+        (
+            "node-down-while-another-promotes-twice",
+            1,
+            vec![
+                Status(0),
+                Status(1),
+                Stop(1),
+                Rotate,
+                Advance(70),
+                Status(0),
+                Rotate,
+                Advance(70),
+                Status(0),
+                Restart(1),
+                DecryptStored(1, 1),
+                DecryptStored(1, 2),
+                Status(1),
             ],
         ),
         (
