@@ -90,7 +90,12 @@ fn statuses_are_classified_with_retry_after() {
     let failure = metadata_failure(&mock, "s429");
     assert_eq!(failure.class, FailureClass::RateLimited);
     assert_eq!(failure.retry_after, Some(Duration::from_secs(7)));
-    assert_eq!(metadata_failure(&mock, "s503").class, FailureClass::Sealed);
+    // A bare 503 (a proxy, a standby without forwarding) is unavailable; only OpenBao's own
+    // "sealed" answer is classified as sealed.
+    assert_eq!(
+        metadata_failure(&mock, "s503").class,
+        FailureClass::Unavailable
+    );
     assert_eq!(
         metadata_failure(&mock, "s500sealed").class,
         FailureClass::Sealed

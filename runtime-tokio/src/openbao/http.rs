@@ -266,7 +266,8 @@ pub fn classify_status(status: u16, errors: &[&str]) -> FailureClass {
             .iter()
             .any(|text| text.to_ascii_lowercase().contains(needle))
     };
-    if status == 503 || (status >= 300 && mentions("sealed")) {
+    // Only OpenBao's own "sealed" answer is `sealed`; a proxy's bare 503 is `unavailable`.
+    if status >= 300 && mentions("sealed") {
         return FailureClass::Sealed;
     }
     match status {
@@ -694,6 +695,20 @@ struct PinnedResolver {
     inner: DefaultResolver,
 }
 
+impl PinnedResolver {
+    /// The target as a socket address when its host is an IP literal.
+    fn literal_address(&self) -> Option<std::net::SocketAddr> {
+        let authority = self.target.authority()?;
+        let host = authority
+            .host()
+            .trim_start_matches('[')
+            .trim_end_matches(']');
+        let ip: IpAddr = host.parse().ok()?;
+        let port = authority.port_u16().unwrap_or(443);
+        Some(std::net::SocketAddr::new(ip, port))
+    }
+}
+
 impl Resolver for PinnedResolver {
     fn resolve(
         &self,
@@ -706,6 +721,12 @@ impl Resolver for PinnedResolver {
             .is_some_and(|host| host.eq_ignore_ascii_case(&self.sni_host))
         {
             return Err(ureq::Error::HostNotFound);
+        }
+        // An IP literal needs no lookup; the default resolver would start a thread per request.
+        if let Some(address) = self.literal_address() {
+            let mut resolved = self.inner.empty();
+            resolved.push(address);
+            return Ok(resolved);
         }
         self.inner
             .resolve(&self.target, config, timeout)
@@ -742,7 +763,11 @@ mod tests {
         assert_eq!(classify_status(404, &[]), FailureClass::NotFound);
         assert_eq!(classify_status(405, &[]), FailureClass::InvalidRequest);
         assert_eq!(classify_status(429, &[]), FailureClass::RateLimited);
-        assert_eq!(classify_status(503, &[]), FailureClass::Sealed);
+        assert_eq!(classify_status(503, &[]), FailureClass::Unavailable);
+        assert_eq!(
+            classify_status(503, &["Vault is sealed"]),
+            FailureClass::Sealed
+        );
         assert_eq!(
             classify_status(500, &["Vault is sealed"]),
             FailureClass::Sealed

@@ -1,7 +1,8 @@
 //! Reading login material (token, AppRole ids, JWT) from files, fresh before every login.
 
-use std::fs::File;
+use std::fs::OpenOptions;
 use std::io::{self, Read};
+use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::Path;
 
 /// Largest credential file read (the JWT bound; tokens and AppRole ids are far smaller).
@@ -20,6 +21,9 @@ pub enum CredentialError {
     /// The path is not a regular file.
     #[error("credential file is not a regular file")]
     NotRegularFile,
+    /// The path is a symbolic link; it was refused at start-up and is refused on every re-read.
+    #[error("credential file must not be a symbolic link")]
+    Symlink,
     /// The file is larger than [`MAX_CREDENTIAL_BYTES`].
     #[error("credential file is too large")]
     TooLarge,
@@ -35,6 +39,7 @@ impl CredentialError {
             Self::Missing => "file_missing",
             Self::Unreadable => "file_unreadable",
             Self::NotRegularFile => "regular_file_required",
+            Self::Symlink => "symlink_unsupported",
             Self::TooLarge => "file_too_large",
             Self::InvalidContent => "invalid_content",
         }
@@ -46,13 +51,21 @@ impl CredentialError {
 /// # Errors
 /// [`CredentialError`] describing the problem.
 pub fn read_credential(path: &Path) -> Result<String, CredentialError> {
-    let file = File::open(path).map_err(|error| {
-        if error.kind() == io::ErrorKind::NotFound {
-            CredentialError::Missing
-        } else {
-            CredentialError::Unreadable
-        }
-    })?;
+    // O_NOFOLLOW: a file swapped for a symlink after start-up is refused, as at start-up;
+    // O_NONBLOCK: a FIFO put in its place cannot hang the login.
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|error| {
+            if error.kind() == io::ErrorKind::NotFound {
+                CredentialError::Missing
+            } else if error.raw_os_error() == Some(libc::ELOOP) {
+                CredentialError::Symlink
+            } else {
+                CredentialError::Unreadable
+            }
+        })?;
     let metadata = file.metadata().map_err(|_| CredentialError::Unreadable)?;
     if !metadata.is_file() {
         return Err(CredentialError::NotRegularFile);
@@ -73,4 +86,24 @@ pub fn read_credential(path: &Path) -> Result<String, CredentialError> {
         return Err(CredentialError::InvalidContent);
     }
     Ok(trimmed.to_owned())
+}
+
+#[cfg(test)]
+mod symlink_tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn a_credential_file_replaced_by_a_symlink_is_refused_on_re_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("real");
+        std::fs::write(&real, "s.token\n").unwrap();
+        assert_eq!(read_credential(&real).unwrap(), "s.token");
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        assert_eq!(
+            read_credential(&link).unwrap_err(),
+            CredentialError::Symlink
+        );
+    }
 }
