@@ -459,13 +459,21 @@ fn fill(value: &mut Value, path: &[&str], default: &str) -> bool {
 
 /// Fills the default host paths of omitted files and the socket group; returns the keys set.
 fn fill_defaults(values: &mut Value, args: &InitArgs<'_>) -> Vec<String> {
-    let credentials_dir = match args.model {
-        InitModel::Systemd => "/etc/openbao-kms/credentials",
-        InitModel::StaticPod => "/var/lib/openbao-kms/credentials",
-    };
-    let jwt_file = match args.model {
-        InitModel::Systemd => "/var/lib/openbao-kms/identity.jwt".to_owned(),
-        InitModel::StaticPod => format!("{credentials_dir}/identity.jwt"),
+    // The systemd paths are the ones of deploy/config and docs/install.md; the static pod
+    // keeps every credential in one directory, mounted read-only into the pod.
+    let (jwt_file, token_file, role_id_file, secret_id_file) = match args.model {
+        InitModel::Systemd => (
+            "/var/lib/openbao-kms/identity.jwt",
+            "/etc/openbao-kms/token",
+            "/etc/openbao-kms/approle/role-id",
+            "/etc/openbao-kms/approle/secret-id",
+        ),
+        InitModel::StaticPod => (
+            "/var/lib/openbao-kms/credentials/identity.jwt",
+            "/var/lib/openbao-kms/credentials/token",
+            "/var/lib/openbao-kms/credentials/role-id",
+            "/var/lib/openbao-kms/credentials/secret-id",
+        ),
     };
     let method = lookup(values, &["auth", "method"])
         .and_then(Value::as_str)
@@ -474,21 +482,18 @@ fn fill_defaults(values: &mut Value, args: &InitArgs<'_>) -> Vec<String> {
     let mut defaults: Vec<(Vec<&str>, String)> =
         vec![(vec!["openbao", "caCertFile"], DEFAULT_CA_FILE.to_owned())];
     match method.as_str() {
-        "token" => defaults.push((
-            vec!["auth", "token", "tokenFile"],
-            format!("{credentials_dir}/token"),
-        )),
+        "token" => defaults.push((vec!["auth", "token", "tokenFile"], token_file.to_owned())),
         "approle" => {
             defaults.push((
                 vec!["auth", "approle", "roleIdFile"],
-                format!("{credentials_dir}/role-id"),
+                role_id_file.to_owned(),
             ));
             defaults.push((
                 vec!["auth", "approle", "secretIdFile"],
-                format!("{credentials_dir}/secret-id"),
+                secret_id_file.to_owned(),
             ));
         }
-        _ => defaults.push((vec!["auth", "jwt", "jwtFile"], jwt_file)),
+        _ => defaults.push((vec!["auth", "jwt", "jwtFile"], jwt_file.to_owned())),
     }
     let mut filled = Vec::new();
     for (path, default) in defaults {
