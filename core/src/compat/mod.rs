@@ -15,8 +15,9 @@ use crate::registry::{CHECKPOINT_SCHEMA, STATE_SCHEMA, SnapshotState, StateFile}
 pub const RELEASE_MANIFEST_TOML: &str = include_str!("release.toml");
 
 /// What one release reads and writes.
+/// Unknown fields are tolerated on purpose: a newer release may describe more kinds of format,
+/// and what this release must check is only what it knows is in use.
 #[derive(Clone, Debug, Deserialize, Eq, PartialEq, Serialize)]
-#[serde(deny_unknown_fields)]
 pub struct Manifest {
     /// Version of the manifest format itself.
     pub manifest_version: u32,
@@ -30,7 +31,6 @@ pub struct Manifest {
 
 /// Formats a release can read.
 #[derive(Clone, Debug, Deserialize, Eq, PartialEq, Serialize)]
-#[serde(deny_unknown_fields)]
 pub struct Reads {
     /// key_id prefixes, without the dot (`obk2`).
     pub key_id_formats: BTreeSet<String>,
@@ -53,7 +53,6 @@ pub struct Reads {
 
 /// Formats a release writes.
 #[derive(Clone, Debug, Deserialize, Eq, PartialEq, Serialize)]
-#[serde(deny_unknown_fields)]
 pub struct Writes {
     /// key_id prefix.
     pub key_id_format: String,
@@ -109,6 +108,8 @@ pub struct FormatsInUse {
     pub rotation_pending: bool,
     /// Configuration additions the node's config uses.
     pub config_additions: BTreeSet<String>,
+    /// The node's `configVersion`, when a configuration is known.
+    pub config_version: Option<String>,
 }
 
 impl FormatsInUse {
@@ -133,6 +134,7 @@ impl FormatsInUse {
             record_states,
             rotation_pending,
             config_additions: BTreeSet::new(),
+            config_version: None,
         }
     }
 }
@@ -144,6 +146,13 @@ pub enum Blocker {
     RotationPending,
     /// The target cannot read a format in use.
     UnreadableFormat {
+        /// Which kind of format.
+        kind: &'static str,
+        /// The format value.
+        format: String,
+    },
+    /// The target writes a format the current release cannot read (matters for coming back).
+    WrittenFormatUnreadable {
         /// Which kind of format.
         kind: &'static str,
         /// The format value.
@@ -168,6 +177,10 @@ impl std::fmt::Display for Blocker {
                     "the target release cannot read {kind} {format:?} which is in use"
                 )
             }
+            Self::WrittenFormatUnreadable { kind, format } => write!(
+                f,
+                "the target release writes {kind} {format:?} which this release cannot read"
+            ),
             Self::UnsupportedConfig { key } => {
                 write!(f, "the target release rejects configuration key {key}")
             }
@@ -230,6 +243,9 @@ pub fn check_move(current: &Manifest, target: &Manifest, in_use: &FormatsInUse) 
     for format in &in_use.record_states {
         need("record state", &reads.record_states, format);
     }
+    if let Some(format) = &in_use.config_version {
+        need("configVersion", &reads.config_versions, format);
+    }
     for key in &in_use.config_additions {
         if !reads.config_additions.contains(key) {
             blockers.push(Blocker::UnsupportedConfig { key: key.clone() });
@@ -255,7 +271,7 @@ pub fn check_move(current: &Manifest, target: &Manifest, in_use: &FormatsInUse) 
     ];
     for (kind, have, format) in pairs {
         if !have.contains(format) {
-            target_writes_unknown_formats.push(Blocker::UnreadableFormat {
+            target_writes_unknown_formats.push(Blocker::WrittenFormatUnreadable {
                 kind,
                 format: format.clone(),
             });
@@ -263,7 +279,7 @@ pub fn check_move(current: &Manifest, target: &Manifest, in_use: &FormatsInUse) 
     }
     for state in &writes.record_states {
         if !mine.record_states.contains(state) {
-            target_writes_unknown_formats.push(Blocker::UnreadableFormat {
+            target_writes_unknown_formats.push(Blocker::WrittenFormatUnreadable {
                 kind: "record state",
                 format: state.clone(),
             });
@@ -300,5 +316,41 @@ mod tests {
                 "{state:?}"
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod move_tests {
+    use super::*;
+
+    #[test]
+    fn a_target_that_cannot_read_the_config_version_is_unsafe() {
+        let current = Manifest::this_release();
+        let mut target = current.clone();
+        target.reads.config_versions = BTreeSet::from(["v2".to_owned()]);
+        let in_use = FormatsInUse {
+            config_version: Some("v1alpha1".into()),
+            ..FormatsInUse::default()
+        };
+        let verdict = check_move(&current, &target, &in_use);
+        assert!(!verdict.is_safe());
+    }
+
+    #[test]
+    fn a_newer_manifest_with_unknown_fields_still_parses() {
+        let text = format!("{RELEASE_MANIFEST_TOML}\n[future]\nsomething = 1\n");
+        let text = text.replace("[reads]", "[reads]\nnew_format_kind = [\"x\"]");
+        assert!(Manifest::from_toml(&text).is_ok());
+    }
+
+    #[test]
+    fn formats_the_target_writes_are_reported_in_their_own_words() {
+        let current = Manifest::this_release();
+        let mut target = current.clone();
+        target.writes.aad_version = "v2".into();
+        let verdict = check_move(&current, &target, &FormatsInUse::default());
+        assert!(verdict.is_safe());
+        let reverse = verdict.target_writes_unknown_formats[0].to_string();
+        assert!(reverse.contains("writes AAD version"), "{reverse}");
     }
 }

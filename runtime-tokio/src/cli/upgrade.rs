@@ -348,6 +348,7 @@ fn evaluate(inputs: &Inputs) -> Report {
         }
     };
     in_use.config_additions = inputs.additions.iter().cloned().collect();
+    in_use.config_version = Some(crate::config::CONFIG_VERSION.to_owned());
 
     let local_active = match &inputs.state {
         Ok(Some(state)) => Some(u64::from(state.active().version().get())),
@@ -445,6 +446,8 @@ fn render_verdict(
             Blocker::UnsupportedConfig { key } => config.push(format!(
                 "{blocker}: remove {key} from the configuration before the move"
             )),
+            // Only reported for the way back, below.
+            Blocker::WrittenFormatUnreadable { .. } => {}
         }
     }
 
@@ -524,7 +527,8 @@ fn render_verdict(
         .target_writes_unknown_formats
         .iter()
         .map(|blocker| match blocker {
-            Blocker::UnreadableFormat { kind, format } => format!("{kind} {format:?}"),
+            Blocker::UnreadableFormat { kind, format }
+            | Blocker::WrittenFormatUnreadable { kind, format } => format!("{kind} {format:?}"),
             Blocker::RotationPending | Blocker::UnsupportedConfig { .. } => blocker.to_string(),
         })
         .collect();

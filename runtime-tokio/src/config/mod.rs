@@ -40,8 +40,8 @@ pub use duration::{DurationError, format_duration, parse_duration};
 pub use error::{ConfigError, Problem};
 pub use files::check_files;
 pub use settings::{
-    AuthMethod, AuthSettings, BootstrapSettings, Config, JwtSettings, LogFormat, LogLevel,
-    LoggingSettings, OpenBaoSettings, ResolvedSummary, RotationSettings, ServerSettings,
+    AuthMethod, AuthSettings, BootstrapSettings, CONFIG_VERSION, Config, JwtSettings, LogFormat,
+    LogLevel, LoggingSettings, OpenBaoSettings, ResolvedSummary, RotationSettings, ServerSettings,
     StatusSettings,
 };
 

@@ -338,4 +338,4 @@ impl fmt::Display for ResolvedSummary {
 }
 
 /// The only accepted `configVersion`.
-pub(super) const CONFIG_VERSION: &str = "v1alpha1";
+pub const CONFIG_VERSION: &str = "v1alpha1";
