@@ -278,7 +278,7 @@ pub enum Op {
     DecryptTampered(u8, u8, u8),
     /// Transit rotates the key.
     Rotate,
-    /// Simulated time passes, in seconds.
+    /// Simulated time passes, in seconds; then every running node's apiserver polls Status.
     Advance(u8),
     /// The node crashes and starts again from its disk.
     Restart(u8),
@@ -492,7 +492,16 @@ impl Model {
                     self.sim.transit.rotate(self.sim.wall_unix);
                 }
             }
-            Op::Advance(seconds) => self.sim.advance(Duration::from_secs(u64::from(seconds))),
+            Op::Advance(seconds) => {
+                self.sim.advance(Duration::from_secs(u64::from(seconds)));
+                // kube-apiserver polls Status periodically: every running node's apiserver
+                // polls once time has passed.
+                for node in 0..self.nodes() {
+                    if self.running(node) {
+                        self.poll(node);
+                    }
+                }
+            }
             Op::Restart(node) => {
                 let node = self.node(node);
                 self.sim.stop(node);
