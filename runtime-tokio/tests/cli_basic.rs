@@ -116,3 +116,29 @@ transit:
     let fingerprint = summary.to_string();
     assert!(fingerprint.contains("cfg1."), "{summary}");
 }
+
+#[test]
+fn completion_prints_a_script_for_each_supported_shell() {
+    for (shell, marker) in [
+        ("bash", "complete"),
+        ("zsh", "#compdef"),
+        ("fish", "complete -c"),
+    ] {
+        let output = binary().args(["completion", shell]).output().unwrap();
+        assert_eq!(output.status.code(), Some(0), "{shell}");
+        let script = String::from_utf8(output.stdout).unwrap();
+        assert!(
+            script.contains("bao-kms-provider") && script.contains(marker),
+            "{shell}"
+        );
+    }
+    assert_eq!(
+        binary()
+            .args(["completion", "tcsh"])
+            .output()
+            .unwrap()
+            .status
+            .code(),
+        Some(2)
+    );
+}
