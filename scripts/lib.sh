@@ -23,3 +23,27 @@ die() {
   log "error: $1"
   exit "${2:-1}"
 }
+
+# Three free loopback ports "BAO_PORT METRICS_PORT HEALTH_PORT": OpenBao's dev server also binds
+# BAO_PORT+1 (its cluster port), so that one is checked too.
+free_ports() {
+  python3 - <<'PY'
+import socket
+def free(port):
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
+def pick():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+while True:
+    p = pick()
+    if p < 65000 and free(p + 1):
+        break
+print(p, pick(), pick())
+PY
+}

@@ -32,28 +32,6 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-# Free loopback ports: OpenBao needs PORT and PORT+1, the plugin a metrics and a health port.
-free_ports() {
-  python3 - <<'PY'
-import socket
-def free(port):
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-            return True
-        except OSError:
-            return False
-def pick():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-while True:
-    p = pick()
-    if p < 65000 and free(p + 1):
-        break
-print(p, pick(), pick())
-PY
-}
 
 read -r BAO_PORT METRICS_PORT HEALTH_PORT < <(free_ports)
 
