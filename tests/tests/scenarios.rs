@@ -540,3 +540,45 @@ fn status_stays_healthy_and_encrypt_never_pauses_through_a_promotion() {
         .count();
     assert_eq!(unhealthy, 0);
 }
+
+#[test]
+fn a_discovery_that_must_wait_for_a_failing_save_answers_retry_not_unknown() {
+    let mut sim = Sim::new(2);
+    sim.start(0).unwrap();
+    sim.start(1).unwrap();
+    sim.advance(seconds(1));
+    sim.stop(1);
+    sim.transit.rotate(sim.wall_unix);
+    sim.advance(seconds(80));
+    let Ok(KmsResponse::Encrypted {
+        ciphertext,
+        key_id,
+        annotations,
+    }) = encrypt(&mut sim, 0)
+    else {
+        panic!("encrypt failed");
+    };
+    // Node 1 restarts with its checkpoint missing and a disk that fails the next save: the
+    // checkpoint rewrite waits for a retry, so the new version it observes cannot be saved yet.
+    sim.nodes[1].disk.checkpoint = None;
+    sim.nodes[1].failing_saves = 1;
+    sim.start(1).unwrap();
+    let request = KmsRequest::Decrypt {
+        ciphertext,
+        key_id: key_id.to_string(),
+        annotations,
+    };
+    let answer = sim.call_waiting(1, request.clone());
+    assert!(
+        matches!(
+            answer,
+            Ok(KmsResponse::Decrypted { .. }) | Err(Refusal::KeyMetadataRefreshFailed)
+        ),
+        "a retryable answer, never key_id unknown: {answer:?}"
+    );
+    sim.advance(seconds(30));
+    assert!(matches!(
+        sim.call_waiting(1, request),
+        Ok(KmsResponse::Decrypted { .. })
+    ));
+}

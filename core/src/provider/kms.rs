@@ -50,6 +50,8 @@ pub(super) struct Discovery {
     /// Whether discovery is waiting for a metadata probe or a save.
     pub(super) in_flight: bool,
     pub(super) waiters: Vec<(RequestId, DecryptParts)>,
+    /// Discovery found new identities but could not save them yet (another save pending).
+    pub(super) save_deferred: bool,
 }
 
 /// The unvalidated fields of a Decrypt request.
@@ -293,6 +295,7 @@ impl Provider {
             return;
         }
         self.discovery.in_flight = false;
+        let failed = failed || std::mem::take(&mut self.discovery.save_deferred);
         for (id, parts) in std::mem::take(&mut self.discovery.waiters) {
             if !self.requests.contains_key(&id) {
                 continue;

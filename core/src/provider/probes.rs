@@ -604,7 +604,11 @@ impl Provider {
         self.probes.blocking = verdict.blocking;
         let mut saving = false;
         if let Some(next) = verdict.next {
-            if !self.saves.busy() {
+            if self.saves.busy() {
+                // The new identities wait for the pending save; a parked Decrypt must then
+                // hear "retry", not "unknown key".
+                self.discovery.save_deferred = true;
+            } else {
                 self.save(next, SaveKind::Observation);
             }
             saving = true;
