@@ -5,111 +5,17 @@
 //! out fails the check. `root` counts as every capability, `deny` as none. Messages show paths
 //! as `<mount>/…/<key>` patterns, never the configured names.
 
+use bao_kms_core::capabilities::{self, CapabilityVerdict};
 use bao_kms_core::{TransitRequest, TransitResponse};
 
 use super::{Outcome, fail, pass};
 use crate::config::Config;
 use crate::openbao::OpenBaoClient;
-use crate::openbao::http::{escape_path_segment, normalize_mount_path};
-
-/// What is checked on one path.
-#[derive(Clone, Copy, Debug)]
-struct Rule {
-    /// The path below the mount, with `{key}` standing for the key name.
-    pattern: &'static str,
-    /// Capabilities that must be present.
-    required: &'static [&'static str],
-    /// Capabilities that must be absent.
-    prohibited: Prohibited,
-}
-
-#[derive(Clone, Copy, Debug)]
-enum Prohibited {
-    /// These capabilities.
-    Some(&'static [&'static str]),
-    /// Any capability at all.
-    Any,
-}
-
-const RULES: [Rule; 11] = [
-    Rule {
-        pattern: "keys/{key}",
-        required: &["read"],
-        prohibited: Prohibited::Some(&["create", "update", "patch", "delete", "sudo"]),
-    },
-    Rule {
-        pattern: "encrypt/{key}",
-        required: &["update"],
-        // `create` lets encrypt upsert (create) a missing key.
-        prohibited: Prohibited::Some(&["create", "sudo"]),
-    },
-    Rule {
-        pattern: "decrypt/{key}",
-        required: &["update"],
-        prohibited: Prohibited::Some(&["sudo"]),
-    },
-    Rule {
-        pattern: "config/keys",
-        required: &["read"],
-        prohibited: Prohibited::Some(&["create", "update", "patch", "delete", "sudo"]),
-    },
-    Rule {
-        pattern: "keys/{key}/rotate",
-        required: &[],
-        prohibited: Prohibited::Some(&["update", "sudo"]),
-    },
-    Rule {
-        pattern: "keys/{key}/config",
-        required: &[],
-        prohibited: Prohibited::Some(&["update"]),
-    },
-    Rule {
-        pattern: "keys/{key}/trim",
-        required: &[],
-        prohibited: Prohibited::Some(&["update"]),
-    },
-    Rule {
-        pattern: "export/encryption-key/{key}",
-        required: &[],
-        prohibited: Prohibited::Any,
-    },
-    Rule {
-        pattern: "backup/{key}",
-        required: &[],
-        prohibited: Prohibited::Any,
-    },
-    Rule {
-        pattern: "restore/{key}",
-        required: &[],
-        prohibited: Prohibited::Some(&["update"]),
-    },
-    Rule {
-        pattern: "rewrap/{key}",
-        required: &[],
-        prohibited: Prohibited::Some(&["update"]),
-    },
-];
-
-impl Rule {
-    fn path(&self, mount: &str, key: &str) -> String {
-        format!("{mount}/{}", self.pattern.replace("{key}", key))
-    }
-
-    fn shown(&self) -> String {
-        format!("<mount>/{}", self.pattern.replace("{key}", "<key>"))
-    }
-}
 
 /// Asks OpenBao for the token's capabilities on every checked path and judges the answer.
 pub(super) fn check(client: &OpenBaoClient, config: &Config) -> Outcome {
-    let identity = config.identity();
-    // The same normalisation and escaping the Transit client applies to its own paths.
-    let Some(mount) = normalize_mount_path(identity.transit_mount_path()) else {
-        return fail("transit.mountPath is invalid");
-    };
-    let key = escape_path_segment(identity.transit_key_name());
-    let (mount, key) = (mount.as_str(), key.as_str());
-    let paths: Vec<String> = RULES.iter().map(|rule| rule.path(mount, key)).collect();
+    // The rule and the paths come from the core; this module only asks and words the answer.
+    let paths = capabilities::checked_paths(config.identity());
     let answer = client.execute(&TransitRequest::CapabilitiesSelf {
         paths: paths.clone(),
     });
@@ -127,37 +33,13 @@ pub(super) fn check(client: &OpenBaoClient, config: &Config) -> Outcome {
     }
 }
 
-/// Judges the capabilities answered for each rule, in [`RULES`] order (`None`: not answered).
+/// Words the core's verdict on the answer (in `checked_paths` order; `None`: not answered).
 fn judge(answered: &[Option<&Vec<String>>]) -> Outcome {
-    let mut missing = Vec::new();
-    let mut prohibited = Vec::new();
-    let mut unanswered = Vec::new();
-    for (rule, capabilities) in RULES.iter().zip(answered) {
-        let Some(capabilities) = capabilities else {
-            unanswered.push(rule.shown());
-            continue;
-        };
-        let root = capabilities.iter().any(|c| c == "root");
-        let deny = capabilities.iter().any(|c| c == "deny");
-        let has = |wanted: &str| root || (!deny && capabilities.iter().any(|c| c == wanted));
-        for wanted in rule.required {
-            if !has(wanted) {
-                missing.push(format!("{} {wanted}", rule.shown()));
-            }
-        }
-        let offending: Vec<&str> = match rule.prohibited {
-            Prohibited::Some(names) => names.iter().copied().filter(|name| has(name)).collect(),
-            Prohibited::Any if root => vec!["root"],
-            Prohibited::Any if deny => Vec::new(),
-            Prohibited::Any => capabilities.iter().map(String::as_str).collect(),
-        };
-        if !offending.is_empty() {
-            prohibited.push(format!("{} {}", rule.shown(), offending.join("+")));
-        }
-    }
-    if answered.len() != RULES.len() {
-        unanswered.push("(answer has the wrong number of paths)".to_owned());
-    }
+    let CapabilityVerdict {
+        missing,
+        prohibited,
+        unanswered,
+    } = capabilities::judge(answered);
     let mut problems = Vec::new();
     if !unanswered.is_empty() {
         problems.push(format!(
@@ -174,7 +56,7 @@ fn judge(answered: &[Option<&Vec<String>>]) -> Outcome {
     if problems.is_empty() {
         pass(format!(
             "required capabilities present; none of the prohibited ones on {} paths",
-            RULES.len()
+            capabilities::checked_path_count()
         ))
     } else {
         fail(problems.join("; "))
@@ -190,13 +72,12 @@ mod tests {
         list.iter().map(|c| (*c).to_owned()).collect()
     }
 
-    /// What the repository's `kms-plugin` policy grants.
+    /// What the repository's `kms-plugin` policy grants, in `checked_paths` order.
     fn least_privilege() -> Vec<Vec<String>> {
-        RULES
-            .iter()
-            .map(|rule| match rule.pattern {
-                "keys/{key}" | "config/keys" => caps(&["read"]),
-                "encrypt/{key}" | "decrypt/{key}" => caps(&["update"]),
+        (0..capabilities::checked_path_count())
+            .map(|index| match index {
+                0 | 3 => caps(&["read"]),
+                1 | 2 => caps(&["update"]),
                 _ => caps(&["deny"]),
             })
             .collect()
@@ -215,7 +96,7 @@ mod tests {
 
     #[test]
     fn a_root_token_and_encrypt_create_fail_with_the_capability_names() {
-        let root = vec![caps(&["root"]); RULES.len()];
+        let root = vec![caps(&["root"]); capabilities::checked_path_count()];
         let (status, message) = judged(&root);
         assert_eq!(status, CheckStatus::Fail);
         assert!(message.contains("<mount>/backup/<key> root"), "{message}");
