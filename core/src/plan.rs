@@ -27,7 +27,7 @@ use crate::registry::{
     Checkpoint, LoadVerdict, SnapshotState, StateError, StateFile, StateHash, StateRecord,
     admit_loaded, operator,
 };
-use crate::rotation::{self, ObserveError, ObserveMode, RotationPolicy};
+use crate::rotation::{self, DecryptionBlock, ObserveError, ObserveMode, RotationPolicy};
 use crate::transit::{FailureClass, KeyMetadata};
 use crate::version::KeyVersion;
 
@@ -699,23 +699,20 @@ fn decryption_blockers(state: &StateFile, metadata: &KeyMetadata) -> Vec<Blocker
     let mut blockers = Vec::new();
     for record in state.records().iter().filter(|record| record.decrypts()) {
         let version = u64::from(record.version().get());
-        let message = if version < metadata.min_available_version {
-            format!(
-                "Transit min_available_version={} excludes retained version {}: its key material \
-                 is trimmed and ciphertext under it cannot be decrypted; if nothing uses it \
-                 any more, retire it with retire-versions --before-version {} on every node",
-                metadata.min_available_version, version, metadata.min_available_version
-            )
-        } else if version < metadata.min_decryption_version {
-            format!(
-                "Transit min_decryption_version={} blocks retained version {}: lower \
-                 min_decryption_version again, or, once every object encrypted under it has \
-                 been rewritten, retire it with retire-versions --before-version {} on every \
-                 node",
-                metadata.min_decryption_version, version, metadata.min_decryption_version
-            )
-        } else {
-            continue;
+        let message = match rotation::decryption_block(version, metadata) {
+            Some(DecryptionBlock::MinAvailable(minimum)) => format!(
+                "Transit min_available_version={minimum} excludes retained version {version}: its \
+                 key material is trimmed and ciphertext under it cannot be decrypted; if nothing \
+                 uses it any more, retire it with retire-versions --before-version {minimum} on \
+                 every node"
+            ),
+            Some(DecryptionBlock::MinDecryption(minimum)) => format!(
+                "Transit min_decryption_version={minimum} blocks retained version {version}: \
+                 lower min_decryption_version again, or, once every object encrypted under it \
+                 has been rewritten, retire it with retire-versions --before-version {minimum} \
+                 on every node"
+            ),
+            None => continue,
         };
         blockers.push(Blocker::for_record(
             NotReadyReason::DecryptionBlocked.as_str(),

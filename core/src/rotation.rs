@@ -268,9 +268,7 @@ fn retained_version_problems(
     let mut blocking = Vec::new();
     for record in current.records().iter().filter(|record| record.decrypts()) {
         let version = u64::from(record.version().get());
-        let blocked =
-            version < metadata.min_decryption_version || version < metadata.min_available_version;
-        if blocked {
+        if decryption_block(version, metadata).is_some() {
             if !blocking.contains(&NotReadyReason::DecryptionBlocked) {
                 blocking.push(NotReadyReason::DecryptionBlocked);
             }
@@ -283,6 +281,31 @@ fn retained_version_problems(
         }
     }
     Ok(blocking)
+}
+
+/// Which Transit minimum keeps `version` from decrypting, if any.
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+pub(crate) enum DecryptionBlock {
+    /// `min_available_version` (the key material is trimmed).
+    MinAvailable(u64),
+    /// `min_decryption_version`.
+    MinDecryption(u64),
+}
+
+/// The one rule for "Transit refuses to decrypt this version", shared by observation and the
+/// rotation plan.
+pub(crate) fn decryption_block(version: u64, metadata: &KeyMetadata) -> Option<DecryptionBlock> {
+    if version < metadata.min_available_version {
+        Some(DecryptionBlock::MinAvailable(
+            metadata.min_available_version,
+        ))
+    } else if version < metadata.min_decryption_version {
+        Some(DecryptionBlock::MinDecryption(
+            metadata.min_decryption_version,
+        ))
+    } else {
+        None
+    }
 }
 
 /// The registry records after observing `latest` (which is at least the active version).
