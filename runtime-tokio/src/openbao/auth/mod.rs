@@ -204,6 +204,32 @@ struct Grant {
     renewable: bool,
 }
 
+impl Grant {
+    /// A grant from an answer object carrying its lifetime in `lifetime_field` (seconds; 0 means
+    /// no expiry) and `renewable`. A token without expiry is never renewed.
+    fn decode(
+        token: String,
+        started: Instant,
+        object: &Value,
+        lifetime_field: &str,
+    ) -> Result<Self, TransitFailure> {
+        let seconds = object
+            .get(lifetime_field)
+            .and_then(Value::as_u64)
+            .ok_or_else(|| malformed_response(Some(200)))?;
+        let renewable = object
+            .get("renewable")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        Ok(Self {
+            token,
+            obtained_at: started,
+            ttl: (seconds > 0).then(|| Duration::from_secs(seconds)),
+            renewable: renewable && seconds > 0,
+        })
+    }
+}
+
 #[derive(Default)]
 struct Recovery {
     last_attempt: Option<Instant>,
@@ -724,20 +750,7 @@ impl TokenManager {
         let data = body
             .get("data")
             .ok_or_else(|| malformed_response(Some(200)))?;
-        let ttl = data
-            .get("ttl")
-            .and_then(Value::as_u64)
-            .ok_or_else(|| malformed_response(Some(200)))?;
-        let renewable = data
-            .get("renewable")
-            .and_then(Value::as_bool)
-            .unwrap_or(false);
-        Ok(Grant {
-            token,
-            obtained_at: started,
-            ttl: (ttl > 0).then(|| Duration::from_secs(ttl)),
-            renewable: renewable && ttl > 0,
-        })
+        Grant::decode(token, started, data, "ttl")
     }
 
     fn login_approle(
@@ -825,20 +838,7 @@ fn parse_auth(
         (_, Some(current)) => current.to_owned(),
         (Some(_) | None, None) => return Err(malformed_response(Some(200))),
     };
-    let lease = auth
-        .get("lease_duration")
-        .and_then(Value::as_u64)
-        .ok_or_else(|| malformed_response(Some(200)))?;
-    let renewable = auth
-        .get("renewable")
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
-    Ok(Grant {
-        token,
-        obtained_at: started,
-        ttl: (lease > 0).then(|| Duration::from_secs(lease)),
-        renewable: renewable && lease > 0,
-    })
+    Grant::decode(token, started, auth, "lease_duration")
 }
 
 /// Credential rejections become `AuthFailed`; transport, TLS, DNS, timeouts, sealed, rate
