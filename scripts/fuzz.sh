@@ -86,6 +86,23 @@ executions() {
   printf '%s\n' "${total:-?}"
 }
 
+# What a reader of the CI log needs from a failed run: the panic message with its assertion
+# (libFuzzer's last lines are only statistics), the sanitizer or libFuzzer error lines, and the
+# tail of the output for context.
+report_failure() {
+  local target="$1" output="$2"
+  log "$target failed; the panic and the assertion that failed:"
+  if grep -q 'panicked at' "$output"; then
+    # The first panic, with the message and assertion lines that follow it.
+    awk '/panicked at/ { show = 1 } show && shown < 25 { print; shown++ }' "$output" >&2
+  else
+    echo "  (no Rust panic in the output)" >&2
+  fi
+  grep -E '^(==[0-9]+==|SUMMARY:|ERROR:|MS: |Base64: )' "$output" | head -n 20 >&2 || true
+  log "$target: the last lines of its output:"
+  tail -n 15 "$output" >&2
+}
+
 rows=()
 failures=()
 for target in "${targets[@]}"; do
@@ -111,8 +128,7 @@ for target in "${targets[@]}"; do
   if ((status != 0)); then
     verdict="FAILED (exit $status)"
     crashes="$(grep -o 'Test unit written to .*' "$output" | sed 's/^Test unit written to //' || true)"
-    log "$target failed; the last lines of its output:"
-    tail -n 40 "$output" >&2
+    report_failure "$target" "$output"
     if [[ -n "$crashes" ]]; then
       while IFS= read -r crash; do
         log "$target: crashing input: $crash"

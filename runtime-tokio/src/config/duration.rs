@@ -127,7 +127,12 @@ fn split_digits(text: &str) -> (&str, &str) {
     text.split_at(end)
 }
 
-/// Nanoseconds of `whole.fraction` units; extra fraction digits are truncated as Go does.
+/// Nanoseconds of `whole.fraction` units, truncated toward zero to the nanosecond.
+///
+/// The fraction is exact however many digits it has: reading the digits from the last one,
+/// `floor(unit * 0.d1d2…) = floor((unit * d1 + floor(unit * 0.d2…)) / 10)`, so the running value
+/// stays below `unit` and nothing can overflow. (Go multiplies in floating point and may differ in
+/// the last nanosecond for fractions longer than a float holds; exact truncation is the rule here.)
 fn number_nanos(whole: &str, fraction: &str, unit_nanos: u128) -> Result<u128, DurationError> {
     let mut value: u128 = 0;
     for digit in whole.bytes() {
@@ -137,17 +142,16 @@ fn number_nanos(whole: &str, fraction: &str, unit_nanos: u128) -> Result<u128, D
             .filter(|v| *v <= MAX_NANOS)
             .ok_or(DurationError::OutOfRange)?;
     }
-    let mut nanos = value
+    let whole_nanos = value
         .checked_mul(unit_nanos)
         .ok_or(DurationError::OutOfRange)?;
-    let mut numerator: u128 = 0;
-    let mut scale: u128 = 1;
-    for digit in fraction.bytes().take(MAX_FRACTION_DIGITS) {
-        numerator = numerator * 10 + u128::from(digit - b'0');
-        scale *= 10;
-    }
-    nanos += numerator * unit_nanos / scale;
-    Ok(nanos)
+    let fraction_nanos = fraction
+        .bytes()
+        .rev()
+        .fold(0, |tail, digit| (u128::from(digit - b'0') * unit_nanos + tail) / 10);
+    whole_nanos
+        .checked_add(fraction_nanos)
+        .ok_or(DurationError::OutOfRange)
 }
 
 fn unit_nanos(unit: &str) -> Option<u128> {
@@ -165,8 +169,6 @@ fn unit_nanos(unit: &str) -> Option<u128> {
 const NANOS_PER_SECOND: u128 = 1_000_000_000;
 /// Go durations are signed 64-bit nanoseconds.
 const MAX_NANOS: u128 = i64::MAX as u128;
-/// Fraction digits beyond this cannot change a nanosecond count and are ignored.
-const MAX_FRACTION_DIGITS: usize = 30;
 
 #[cfg(test)]
 mod tests {
@@ -216,6 +218,28 @@ mod tests {
             parse_duration("9999999999h"),
             Err(DurationError::OutOfRange)
         );
+    }
+
+    #[test]
+    fn long_fractions_are_exact_and_never_overflow() {
+        // Fuzz finding (issue 15): 56 fraction digits in hours overflowed the old arithmetic.
+        // 0.8111…1888…h is a hair above 73/90 h = 2920 s, so it truncates to exactly 2920 s.
+        let finding = format!(".8{}{}h", "1".repeat(46), "8".repeat(9));
+        assert_eq!(parse_duration(&finding).unwrap(), Duration::from_secs(2_920));
+        // A hair below a whole nanosecond stays below it, however long the fraction.
+        let just_below = format!("1.{}h", "9".repeat(200));
+        assert_eq!(
+            parse_duration(&just_below).unwrap(),
+            Duration::from_nanos(7_199_999_999_999)
+        );
+        assert_eq!(
+            parse_duration("0.333333333333333333333333333333333s").unwrap(),
+            Duration::from_nanos(333_333_333)
+        );
+        for text in [finding, just_below] {
+            let parsed = parse_duration(&text).unwrap();
+            assert_eq!(parse_duration(&format_duration(parsed)).unwrap(), parsed);
+        }
     }
 
     #[test]
