@@ -99,15 +99,25 @@ impl Default for BreakerPolicy {
 }
 
 /// How concurrent Decrypts are grouped into Transit batch calls.
+///
+/// A Decrypt goes to Transit at once while fewer than `max_calls` Decrypt calls are in flight;
+/// otherwise it waits, and the next free call slot takes up to `max_items` waiting Decrypts as
+/// one `batch_input` call. One batch of 64 costs OpenBao about twice one single decrypt, so a
+/// few slots carry a storm far better than one call per request.
 #[derive(Clone, Copy, Debug, Eq, PartialEq)]
 pub struct BatchPolicy {
     /// Most items in one batch call; 1 disables batching. Transit's default JSON string limit
     /// allows about 166 items with per-item AAD, so the ceiling is well below that.
     pub max_items: u32,
+    /// Most Decrypt calls in flight at once.
+    pub max_calls: u32,
 }
 
 impl Default for BatchPolicy {
     fn default() -> Self {
-        Self { max_items: 64 }
+        Self {
+            max_items: 64,
+            max_calls: 4,
+        }
     }
 }

@@ -18,8 +18,12 @@ use crate::openbao::{self, CaCertificates, ClientSettings, OpenBaoClient};
 use crate::telemetry::{self, Metrics};
 
 impl TransitExecutor for OpenBaoClient {
-    fn execute(&self, request: &TransitRequest) -> Result<TransitResponse, TransitFailure> {
-        Self::execute(self, request)
+    fn execute(
+        &self,
+        request: &TransitRequest,
+        budget: Duration,
+    ) -> Result<TransitResponse, TransitFailure> {
+        self.execute_within(request, budget)
     }
 }
 
@@ -51,6 +55,7 @@ pub fn client_settings(config: &Config) -> ClientSettings {
     };
     ClientSettings {
         address: config.openbao.address.clone(),
+        more_addresses: config.openbao.more_addresses.clone(),
         ca_certificates: CaCertificates::File(config.openbao.ca_cert_file.clone()),
         tls_server_name: Some(config.openbao.tls_server_name.clone()),
         namespace: config.openbao.namespace.clone(),
@@ -160,6 +165,14 @@ impl EventSink for TelemetryObserver {
         {
             self.metrics
                 .record_metadata_observation(failure.unwrap_or("ok"));
+        }
+        if let Event::TransitRetried { operation, class } = event {
+            self.metrics
+                .record_openbao_retry(operation.as_str(), class.as_str(), false);
+        }
+        if let Event::TransitRetriesExhausted { operation, class } = event {
+            self.metrics
+                .record_openbao_retry(operation.as_str(), class.as_str(), true);
         }
         telemetry::log_event(event);
     }

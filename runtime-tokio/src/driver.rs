@@ -7,10 +7,11 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Instant;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use bao_kms_core::health::HealthReport;
-use bao_kms_core::provider::{Event, SaveFailure};
+use bao_kms_core::provider::{Event, SaveFailure, StatusView};
 use bao_kms_core::{
     Input, KeyId, KeyVersion, KmsRequest, KmsResponse, Output, Provider, Refusal, RequestId,
     TransitFailure, TransitRequest, TransitResponse,
@@ -22,11 +23,15 @@ use crate::clock;
 
 /// Executes Transit calls; blocking, run on tokio's blocking pool.
 pub trait TransitExecutor: Send + Sync + 'static {
-    /// Makes one call.
+    /// Makes one call that must finish within `budget`, the time left before its deadline.
     ///
     /// # Errors
     /// The classified failure.
-    fn execute(&self, request: &TransitRequest) -> Result<TransitResponse, TransitFailure>;
+    fn execute(
+        &self,
+        request: &TransitRequest,
+        budget: Duration,
+    ) -> Result<TransitResponse, TransitFailure>;
 }
 
 /// Persists registry files; blocking, run on tokio's blocking pool.
@@ -53,16 +58,21 @@ pub struct Snapshot {
     pub report: HealthReport,
     /// The active key and version.
     pub active: Option<(KeyId, KeyVersion)>,
+    /// Status as the core answers it, and until when that answer holds.
+    pub status: StatusView,
 }
 
 /// A command to the driver.
 #[derive(Debug)]
 enum Command {
     Kms {
+        id: RequestId,
         request: KmsRequest,
         deadline: Instant,
         reply: oneshot::Sender<Result<KmsResponse, Refusal>>,
     },
+    /// The caller of `id` went away (its RPC was cancelled or timed out in the transport).
+    Cancel(RequestId),
     Shutdown,
 }
 
@@ -71,25 +81,69 @@ enum Command {
 pub struct DriverHandle {
     commands: mpsc::Sender<Command>,
     snapshot: watch::Receiver<Snapshot>,
+    next_request: Arc<AtomicU64>,
+}
+
+/// Tells the driver when a submitted request's caller stops waiting before the answer came, so
+/// the core frees the request's place (and its Transit call, if nobody else waits for it) at
+/// once instead of at the deadline.
+struct CancelOnDrop<'a> {
+    commands: &'a mpsc::Sender<Command>,
+    id: RequestId,
+    answered: bool,
+}
+
+impl Drop for CancelOnDrop<'_> {
+    fn drop(&mut self) {
+        if !self.answered {
+            // Best effort and never blocking: with a full queue the deadline frees it instead.
+            let _ = self.commands.try_send(Command::Cancel(self.id));
+        }
+    }
 }
 
 impl DriverHandle {
-    /// Submits a KMS request and waits for the core's answer.
+    /// Submits a KMS request and waits for the core's answer. Dropping the returned future
+    /// before it completes cancels the request in the core.
     pub async fn submit(
         &self,
         request: KmsRequest,
         deadline: Instant,
     ) -> Result<KmsResponse, Refusal> {
+        let id = RequestId(self.next_request.fetch_add(1, Ordering::Relaxed) + 1);
         let (reply, answer) = oneshot::channel();
         let command = Command::Kms {
+            id,
             request,
             deadline,
             reply,
         };
-        if self.commands.send(command).await.is_err() {
-            return Err(Refusal::ShuttingDown);
+        // Waiting for room in the queue is bounded by the request's own deadline.
+        let sent = tokio::time::timeout_at(
+            tokio::time::Instant::from_std(deadline),
+            self.commands.send(command),
+        )
+        .await;
+        match sent {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return Err(Refusal::ShuttingDown),
+            Err(_) => return Err(Refusal::DeadlineExceeded),
         }
-        answer.await.unwrap_or(Err(Refusal::ShuttingDown))
+        let mut guard = CancelOnDrop {
+            commands: &self.commands,
+            id,
+            answered: false,
+        };
+        let answer = answer.await.unwrap_or(Err(Refusal::ShuttingDown));
+        guard.answered = true;
+        answer
+    }
+
+    /// Status from the latest snapshot when the core says it still holds at `now`; `None`
+    /// when the request must go through the driver.
+    pub fn status_from_snapshot(&self, now: Instant) -> Option<Option<KeyId>> {
+        let snapshot = self.snapshot.borrow();
+        (now < snapshot.status.valid_until).then(|| snapshot.status.key_id.clone())
     }
 
     /// The latest snapshot.
@@ -108,8 +162,9 @@ impl DriverHandle {
     }
 }
 
-/// Most Transit calls in flight at once.
-const MAX_TRANSIT_CALLS: usize = 64;
+/// Most Transit calls in flight at once; the core's own limits (decrypt call slots, the
+/// per-method concurrency limits) keep the real number well below it.
+const MAX_TRANSIT_CALLS: usize = crate::openbao::http::MAX_CALLS_IN_FLIGHT;
 
 /// What came back from the blocking pool.
 enum Completion {
@@ -136,6 +191,7 @@ pub fn spawn(
         active: provider
             .active_key()
             .map(|(key_id, version)| (key_id.clone(), version)),
+        status: provider.status_view(now),
     };
     let (commands, receiver) = mpsc::channel(1024);
     let (publisher, snapshot) = watch::channel(initial);
@@ -146,12 +202,16 @@ pub fn spawn(
         events,
         permits: Arc::new(Semaphore::new(MAX_TRANSIT_CALLS)),
         waiting: BTreeMap::new(),
-        next_request: 0,
         publisher,
         tasks: JoinSet::new(),
     };
     let task = tokio::spawn(driver.run(receiver));
-    (DriverHandle { commands, snapshot }, task)
+    let handle = DriverHandle {
+        commands,
+        snapshot,
+        next_request: Arc::new(AtomicU64::new(0)),
+    };
+    (handle, task)
 }
 
 struct Driver {
@@ -161,7 +221,6 @@ struct Driver {
     events: Arc<dyn EventSink>,
     permits: Arc<Semaphore>,
     waiting: BTreeMap<RequestId, oneshot::Sender<Result<KmsResponse, Refusal>>>,
-    next_request: u64,
     publisher: watch::Sender<Snapshot>,
     tasks: JoinSet<Completion>,
 }
@@ -178,12 +237,16 @@ impl Driver {
             let sleep = tokio::time::sleep_until(tokio::time::Instant::from_std(wake));
             tokio::select! {
                 command = commands.recv(), if !stopping => match command {
-                    Some(Command::Kms { request, deadline, reply }) => {
-                        self.next_request += 1;
-                        let id = RequestId(self.next_request);
+                    Some(Command::Kms { id, request, deadline, reply }) => {
                         self.waiting.insert(id, reply);
                         let input = Input::Request { id, deadline, request };
                         self.provider.handle_input(clock::now(), input);
+                    }
+                    Some(Command::Cancel(id)) => {
+                        if self.waiting.remove(&id).is_some() {
+                            let input = Input::RequestCancelled { id };
+                            self.provider.handle_input(clock::now(), input);
+                        }
                     }
                     Some(Command::Shutdown) | None => {
                         stopping = true;
@@ -214,7 +277,11 @@ impl Driver {
     fn carry_out_effects(&mut self) -> Instant {
         loop {
             match self.provider.poll_output() {
-                Output::CallTransit { call, request, .. } => self.start_call(call, request),
+                Output::CallTransit {
+                    call,
+                    request,
+                    deadline,
+                } => self.start_call(call, request, deadline),
                 Output::SaveState {
                     write,
                     state,
@@ -241,16 +308,34 @@ impl Driver {
         }
     }
 
-    fn start_call(&mut self, call: bao_kms_core::provider::CallId, request: TransitRequest) {
+    fn start_call(
+        &mut self,
+        call: bao_kms_core::provider::CallId,
+        request: TransitRequest,
+        deadline: Instant,
+    ) {
         let transit = Arc::clone(&self.transit);
         let events = Arc::clone(&self.events);
         let permits = Arc::clone(&self.permits);
         self.tasks.spawn(async move {
-            // The permit bounds blocking threads; the core's own deadline bounds the wait.
-            let _permit = permits.acquire_owned().await;
+            // The permit bounds blocking threads; the wait for it ends at the call's deadline.
+            let permit = tokio::time::timeout_at(
+                tokio::time::Instant::from_std(deadline),
+                permits.acquire_owned(),
+            )
+            .await;
+            let Ok(Ok(_permit)) = permit else {
+                let timeout = TransitFailure::new(bao_kms_core::FailureClass::Timeout);
+                return Completion::Transit {
+                    call,
+                    result: Err(timeout),
+                };
+            };
             let operation = request.operation().as_str();
             let started = clock::now();
-            let result = tokio::task::spawn_blocking(move || transit.execute(&request))
+            // Only the time that is left: a call never outlives the requests it serves.
+            let budget = deadline.saturating_duration_since(started);
+            let result = tokio::task::spawn_blocking(move || transit.execute(&request, budget))
                 .await
                 .unwrap_or_else(|_| {
                     Err(TransitFailure::new(bao_kms_core::FailureClass::Unavailable))
@@ -275,6 +360,7 @@ impl Driver {
                 .provider
                 .active_key()
                 .map(|(key_id, version)| (key_id.clone(), version)),
+            status: self.provider.status_view(now),
         };
         self.publisher.send_replace(snapshot);
     }

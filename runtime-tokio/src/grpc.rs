@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use bao_kms_core::grpc_timeout::parse_grpc_timeout;
 use bao_kms_core::provider::KmsMethod;
 use bao_kms_core::refusal::TransitStep;
 use bao_kms_core::transit::FailureClass;
@@ -13,6 +14,7 @@ use bao_kms_proto::{
     DecryptRequest, DecryptResponse, EncryptRequest, EncryptResponse, KeyManagementService,
     StatusRequest, StatusResponse,
 };
+use tonic::metadata::MetadataMap;
 use tonic::{Code, Request, Response, Status};
 
 use crate::clock;
@@ -51,12 +53,32 @@ impl KmsService {
         }
     }
 
-    async fn forward(&self, request: KmsRequest) -> Result<KmsResponse, Status> {
+    /// Hands a request to the driver with the caller's deadline (its `grpc-timeout`, when it
+    /// sent one; the core caps it at `openbao.timeout`) and words the answer.
+    async fn forward(
+        &self,
+        request: KmsRequest,
+        metadata: &MetadataMap,
+    ) -> Result<KmsResponse, Status> {
         let method = request.method();
         let started = clock::now();
-        let deadline = started + self.request_timeout;
+        let caller_timeout = metadata
+            .get("grpc-timeout")
+            .and_then(|value| value.to_str().ok())
+            .and_then(parse_grpc_timeout)
+            .unwrap_or(self.request_timeout);
+        let deadline = started + caller_timeout;
         let answer = self.driver.submit(request, deadline).await;
         let elapsed = clock::now().saturating_duration_since(started);
+        self.finish(method, answer, elapsed)
+    }
+
+    fn finish(
+        &self,
+        method: KmsMethod,
+        answer: Result<KmsResponse, Refusal>,
+        elapsed: Duration,
+    ) -> Result<KmsResponse, Status> {
         match answer {
             Ok(response) => {
                 self.observer.rpc_finished(method, Code::Ok, None, elapsed);
@@ -76,9 +98,22 @@ impl KmsService {
 impl KeyManagementService for KmsService {
     async fn status(
         &self,
-        _request: Request<StatusRequest>,
+        request: Request<StatusRequest>,
     ) -> Result<Response<StatusResponse>, Status> {
-        let answer = self.forward(KmsRequest::Status).await?;
+        // kube-apiserver polls Status often and every /readyz hits it: while the core's view is
+        // current, the answer comes from the published snapshot without a driver round trip.
+        let started = clock::now();
+        let answer = match self.driver.status_from_snapshot(started) {
+            Some(key_id) => {
+                let elapsed = clock::now().saturating_duration_since(started);
+                self.finish(
+                    KmsMethod::Status,
+                    Ok(KmsResponse::Status { key_id }),
+                    elapsed,
+                )?
+            }
+            None => self.forward(KmsRequest::Status, request.metadata()).await?,
+        };
         let KmsResponse::Status { key_id } = answer else {
             return Err(Status::internal("kms request failed"));
         };
@@ -99,19 +134,19 @@ impl KeyManagementService for KmsService {
         &self,
         request: Request<DecryptRequest>,
     ) -> Result<Response<DecryptResponse>, Status> {
+        let (metadata, _, message) = request.into_parts();
         let DecryptRequest {
             ciphertext,
             uid: _,
             key_id,
             annotations,
-        } = request.into_inner();
-        let answer = self
-            .forward(KmsRequest::Decrypt {
-                ciphertext,
-                key_id,
-                annotations,
-            })
-            .await?;
+        } = message;
+        let decrypt = KmsRequest::Decrypt {
+            ciphertext,
+            key_id,
+            annotations,
+        };
+        let answer = self.forward(decrypt, &metadata).await?;
         let KmsResponse::Decrypted { plaintext } = answer else {
             return Err(Status::internal("kms request failed"));
         };
@@ -124,9 +159,12 @@ impl KeyManagementService for KmsService {
         &self,
         request: Request<EncryptRequest>,
     ) -> Result<Response<EncryptResponse>, Status> {
-        let EncryptRequest { plaintext, uid: _ } = request.into_inner();
+        let (metadata, _, message) = request.into_parts();
+        let EncryptRequest { plaintext, uid: _ } = message;
         let plaintext = Plaintext::new(plaintext);
-        let answer = self.forward(KmsRequest::Encrypt { plaintext }).await?;
+        let answer = self
+            .forward(KmsRequest::Encrypt { plaintext }, &metadata)
+            .await?;
         let KmsResponse::Encrypted {
             ciphertext,
             key_id,

@@ -141,7 +141,13 @@ fn a_minimal_config_loads_with_every_default_applied() {
     assert_eq!(config.logging.level, LogLevel::Info);
     assert_eq!(config.logging.format, LogFormat::Json);
     assert!(config.logging.log_openbao_request_ids);
-    assert_eq!(config.decrypt_batching, BatchPolicy { max_items: 64 });
+    assert_eq!(
+        config.decrypt_batching,
+        BatchPolicy {
+            max_items: 64,
+            ..BatchPolicy::default()
+        }
+    );
     assert_eq!(config.config_path(), None);
     assert!(config.additions_used().is_empty());
 }
@@ -275,7 +281,13 @@ fn the_provider_config_carries_the_configured_policy_values() {
     assert_eq!(provider.bootstrap_retry_interval, Duration::from_secs(5));
     assert_eq!(provider.concurrency, ConcurrencyLimits::default());
     assert_eq!(provider.breaker, BreakerPolicy::default());
-    assert_eq!(provider.batching, BatchPolicy { max_items: 16 });
+    assert_eq!(
+        provider.batching,
+        BatchPolicy {
+            max_items: 16,
+            ..BatchPolicy::default()
+        }
+    );
     assert_eq!(provider.rng_seed, [7; 32]);
     assert_eq!(&provider.identity, config.identity());
 }

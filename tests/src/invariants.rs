@@ -248,15 +248,21 @@ impl Checker {
                 if self.retired_key_ids.contains(&seed.key_id) {
                     continue;
                 }
-                let outcome = apiserver::decrypt(sim, index, seed);
                 // A node that cannot write its disk cannot record (and so cannot use) a key it
-                // has never seen; that is the one accepted exception, and it is transient.
-                let degraded = sim.nodes[index].failing_saves > 0
-                    || sim.nodes[index]
-                        .provider
-                        .as_ref()
-                        .is_some_and(|provider| provider.health(sim.now).persistence_degraded);
-                self.judge(sim.now, index, interval, seed, outcome, outage || degraded)?;
+                // has never seen; that is the one accepted exception, and it is transient. It
+                // counts when the request arrived as well as when it was answered: a Decrypt
+                // that waits for a save retry may end at its deadline after the save succeeded.
+                let degraded = |sim: &Sim| {
+                    sim.nodes[index].failing_saves > 0
+                        || sim.nodes[index]
+                            .provider
+                            .as_ref()
+                            .is_some_and(|provider| provider.health(sim.now).persistence_degraded)
+                };
+                let degraded_before = degraded(sim);
+                let outcome = apiserver::decrypt(sim, index, seed);
+                let impaired = outage || degraded_before || degraded(sim);
+                self.judge(sim.now, index, interval, seed, outcome, impaired)?;
             }
         }
         Ok(())

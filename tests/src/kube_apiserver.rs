@@ -442,8 +442,12 @@ pub fn check_encrypt_limits(answer: &EncryptResponse) -> Result<(), ApiserverErr
     Ok(())
 }
 
-/// A gRPC channel over the Unix socket. The URI is required by tonic but unused.
-async fn dial(socket: &Path) -> Result<KeyManagementServiceClient<Channel>, ApiserverError> {
+/// A gRPC client over the plugin's Unix socket, as kube-apiserver dials it (the URI is required
+/// by tonic but unused). Tests that need their own deadlines use it directly.
+///
+/// # Errors
+/// [`ApiserverError::Connect`] when the socket cannot be reached within the call timeout.
+pub async fn dial(socket: &Path) -> Result<KeyManagementServiceClient<Channel>, ApiserverError> {
     let socket = socket.to_path_buf();
     let endpoint = Endpoint::try_from("http://[::]:50051")
         .map_err(|error| ApiserverError::Connect(error.to_string()))?

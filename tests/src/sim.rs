@@ -8,12 +8,13 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use bao_kms_core::compat::{Blocker, FormatsInUse, Manifest};
-use bao_kms_core::provider::{Event, SaveFailure, StartupError};
+use bao_kms_core::provider::{CallId, Event, SaveFailure, StartupError};
 use bao_kms_core::registry::StateFile;
 use bao_kms_core::transit::TransitOperation;
 use bao_kms_core::{
     IdentityScope, IdentityValues, Input, KmsRequest, KmsResponse, Output, Provider,
-    ProviderConfig, Refusal, RequestId, StoredState,
+    ProviderConfig, Refusal, RequestId, StoredState, TransitFailure, TransitRequest,
+    TransitResponse,
 };
 
 use crate::transit_model::TransitModel;
@@ -76,6 +77,24 @@ pub struct Sim {
     pub transit: TransitModel,
     /// The nodes.
     pub nodes: Vec<Node>,
+    /// While set, Encrypt and Decrypt calls (single and batch) are not answered at once but
+    /// kept in [`Sim::held`], so a test can watch calls pile up and answer them itself.
+    pub hold_kms_calls: bool,
+    /// KMS calls waiting for [`Sim::answer_held`], oldest first.
+    pub held: Vec<HeldCall>,
+}
+
+/// A Transit call held back by [`Sim::hold_kms_calls`].
+#[derive(Debug)]
+pub struct HeldCall {
+    /// The node that made it.
+    pub node: usize,
+    /// Its id.
+    pub call: CallId,
+    /// What was asked.
+    pub request: TransitRequest,
+    /// The deadline the core gave it.
+    pub deadline: Instant,
 }
 
 /// The identity every simulated node shares.
@@ -122,6 +141,8 @@ impl Sim {
             wall_unix: START_UNIX,
             transit: TransitModel::new(7, START_UNIX - 3600),
             nodes: (0..nodes).map(|index| Node::new(config(index))).collect(),
+            hold_kms_calls: false,
+            held: Vec::new(),
         }
     }
 
@@ -164,10 +185,20 @@ impl Sim {
 
     /// Sends a KMS request with the apiserver's 3 s deadline; returns its id.
     pub fn request(&mut self, index: usize, request: KmsRequest) -> RequestId {
+        self.request_with_timeout(index, request, Duration::from_secs(3))
+    }
+
+    /// Sends a KMS request whose caller waits `timeout`; returns its id.
+    pub fn request_with_timeout(
+        &mut self,
+        index: usize,
+        request: KmsRequest,
+        timeout: Duration,
+    ) -> RequestId {
         let node = &mut self.nodes[index];
         node.next_request += 1;
         let id = RequestId(node.next_request);
-        let deadline = self.now + Duration::from_secs(3);
+        let deadline = self.now + timeout;
         if let Some(provider) = node.provider.as_mut() {
             provider.handle_input(
                 self.now,
@@ -182,16 +213,54 @@ impl Sim {
         id
     }
 
-    /// Sends a request and returns its answer, which must be immediate in the simulation.
+    /// The caller of request `id` on node `index` went away (a cancelled RPC).
+    pub fn cancel(&mut self, index: usize, id: RequestId) {
+        if let Some(provider) = self.nodes[index].provider.as_mut() {
+            provider.handle_input(self.now, Input::RequestCancelled { id });
+        }
+        self.drain(index);
+    }
+
+    /// Answers the held call at `position` with `result` (the model's own answer when `None`).
     ///
     /// # Panics
-    /// When the node gave no answer (it is stopped or the request is still waiting).
+    /// When no call is held at that position.
+    pub fn answer_held(
+        &mut self,
+        position: usize,
+        result: Option<Result<TransitResponse, TransitFailure>>,
+    ) {
+        let held = self.held.remove(position);
+        let result = result.unwrap_or_else(|| self.transit.execute(&held.request));
+        if let Some(provider) = self.nodes[held.node].provider.as_mut() {
+            let input = Input::TransitCompleted {
+                call: held.call,
+                result,
+                wall_clock_unix: self.wall_unix,
+            };
+            provider.handle_input(self.now, input);
+        }
+        self.drain(held.node);
+    }
+
+    /// Sends a request and returns its answer. Transit answers at once in the simulation, so the
+    /// answer is immediate unless a call failed transiently and waits for a retry; then time
+    /// moves in 5 ms steps until the answer arrives (by the request's 3 s deadline at the latest).
+    ///
+    /// # Panics
+    /// When the node gave no answer by the deadline (it is stopped or a request was lost).
     pub fn call(&mut self, index: usize, request: KmsRequest) -> Result<KmsResponse, Refusal> {
         let id = self.request(index, request);
-        match self.nodes[index].responses.remove(&id) {
-            Some(answer) => answer,
-            None => panic!("node {index} did not answer request {id:?}"),
+        for _ in 0..=600 {
+            if let Some(answer) = self.nodes[index].responses.remove(&id) {
+                return answer;
+            }
+            if self.nodes[index].provider.is_none() {
+                break;
+            }
+            self.advance(Duration::from_millis(5));
         }
+        panic!("node {index} did not answer request {id:?}")
     }
 
     /// Sends a request and lets time pass (in 100 ms steps) until it is answered; the
@@ -262,8 +331,27 @@ impl Sim {
                 return;
             };
             match provider.poll_output() {
-                Output::CallTransit { call, request, .. } => {
+                Output::CallTransit {
+                    call,
+                    request,
+                    deadline,
+                } => {
                     node.transit_log.push(request.operation());
+                    let kms_call = matches!(
+                        request,
+                        TransitRequest::Encrypt { .. }
+                            | TransitRequest::Decrypt { .. }
+                            | TransitRequest::BatchDecrypt { .. }
+                    );
+                    if self.hold_kms_calls && kms_call {
+                        self.held.push(HeldCall {
+                            node: index,
+                            call,
+                            request,
+                            deadline,
+                        });
+                        continue;
+                    }
                     let result = self.transit.execute(&request);
                     let input = Input::TransitCompleted {
                         call,

@@ -7,7 +7,9 @@ use crate::key_id::KeyId;
 use crate::plaintext::Plaintext;
 use crate::refusal::Refusal;
 use crate::rotation::BootstrapRefusal;
-use crate::transit::{TransitFailure, TransitRequest, TransitResponse};
+use crate::transit::{
+    FailureClass, TransitFailure, TransitOperation, TransitRequest, TransitResponse,
+};
 use crate::version::KeyVersion;
 
 /// Identifies one KMS request; chosen by the runtime, unique among requests in flight.
@@ -230,6 +232,20 @@ pub enum Event {
     },
     /// A Decrypt named an unknown key_id and discovery started.
     DiscoveryStarted,
+    /// A Transit call failed transiently and will be sent again after a backoff.
+    TransitRetried {
+        /// The call's operation.
+        operation: TransitOperation,
+        /// The failure that is retried.
+        class: FailureClass,
+    },
+    /// A Transit call failed transiently, but no retry fits in its deadline or attempts.
+    TransitRetriesExhausted {
+        /// The call's operation.
+        operation: TransitOperation,
+        /// The last failure.
+        class: FailureClass,
+    },
 }
 
 /// The two probes.

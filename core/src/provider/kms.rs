@@ -3,9 +3,10 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
+use super::calls::InFlightDecrypt;
 use super::io::{Event, KmsMethod, KmsRequest, KmsResponse, Output, RequestId};
 use super::probes::ProbeCall;
-use super::{CallId, PendingRequest, Provider};
+use super::{PendingRequest, Provider};
 use crate::aad::Aad;
 use crate::annotations::Annotations;
 use crate::ciphertext::TransitCiphertext;
@@ -14,15 +15,8 @@ use crate::limits;
 use crate::plaintext::Plaintext;
 use crate::refusal::{Refusal, TransitStep};
 use crate::rotation::ObserveMode;
-use crate::transit::{FailureClass, TransitFailure, TransitRequest, TransitResponse};
+use crate::transit::{BatchDecryptItem, TransitFailure, TransitRequest, TransitResponse};
 use crate::version::KeyVersion;
-
-/// One Transit call in flight and what it is for.
-#[derive(Debug)]
-pub(super) struct Call {
-    pub(super) deadline: Instant,
-    pub(super) purpose: CallPurpose,
-}
 
 /// Who waits for a Transit call.
 #[derive(Debug)]
@@ -35,11 +29,9 @@ pub(super) enum CallPurpose {
         key_id: KeyId,
         version: KeyVersion,
     },
-    /// One Decrypt call shared by every request for the same ciphertext and AAD.
-    Decrypt {
-        coalesce_key: (String, String),
-        waiters: Vec<RequestId>,
-    },
+    /// A Decrypt call: one item alone or several as a batch; each item is shared by every
+    /// request for the same ciphertext and AAD.
+    Decrypt { items: Vec<InFlightDecrypt> },
 }
 
 /// Decrypt requests parked while discovery looks for their key_id.
@@ -85,6 +77,9 @@ impl Provider {
         if self.shutting_down {
             return self.respond(id, Err(Refusal::ShuttingDown));
         }
+        // The caller's deadline, never later than `openbao.timeout` from now: a caller without
+        // a deadline (or a generous one) still gets an answer in bounded time.
+        let deadline = deadline.min(now + self.config.request_timeout);
         if deadline <= now {
             return self.respond(id, Err(Refusal::DeadlineExceeded));
         }
@@ -117,7 +112,7 @@ impl Provider {
 
     /// The active key_id and version when Status is healthy: the single predicate shared by
     /// Status and Encrypt, so the two can never disagree.
-    fn healthy_key(&self, now: Instant) -> Option<(KeyId, KeyVersion)> {
+    pub(super) fn healthy_key(&self, now: Instant) -> Option<(KeyId, KeyVersion)> {
         if !self.health(now).healthy {
             return None;
         }
@@ -159,9 +154,8 @@ impl Provider {
             key_version: version,
             associated_data,
         };
-        let call_deadline = deadline.min(now + self.config.request_timeout);
         self.call(
-            call_deadline,
+            deadline,
             request,
             CallPurpose::Encrypt {
                 request: id,
@@ -177,40 +171,16 @@ impl Provider {
             Err(NotPrepared::Refused(refusal)) => return self.respond(id, Err(refusal)),
             Err(NotPrepared::Unknown) => return self.discover(now, id, parts),
         };
-        let coalesce_key = (
+        let key = (
             prepared.ciphertext.as_str().to_owned(),
             prepared.associated_data.clone(),
         );
-        let shared = self
-            .coalesced
-            .get(&coalesce_key)
-            .and_then(|id| self.calls.get_mut(id));
-        if let Some(Call {
-            purpose: CallPurpose::Decrypt { waiters, .. },
-            ..
-        }) = shared
-        {
-            waiters.push(id);
-            return;
-        }
-        let deadline = self
-            .requests
-            .get(&id)
-            .map_or(now, |request| request.deadline);
-        let request = TransitRequest::Decrypt {
+        let item = BatchDecryptItem {
             ciphertext: prepared.ciphertext,
             associated_data: prepared.associated_data,
         };
-        let call_deadline = deadline.min(now + self.config.request_timeout);
-        let call = self.call(
-            call_deadline,
-            request,
-            CallPurpose::Decrypt {
-                coalesce_key: coalesce_key.clone(),
-                waiters: vec![id],
-            },
-        );
-        self.coalesced.insert(coalesce_key, call);
+        self.enqueue_decrypt(id, key, item);
+        self.dispatch_decrypts(now);
     }
 
     /// Validates a Decrypt completely before any Transit call: limits, key_id, registry,
@@ -330,25 +300,8 @@ impl Provider {
                 let response = self.encrypt_response(result, key_id, version);
                 self.respond_if_waiting(request, response);
             }
-            CallPurpose::Decrypt {
-                coalesce_key,
-                waiters,
-            } => {
-                self.coalesced.remove(&coalesce_key);
-                let response = match result {
-                    Ok(TransitResponse::Decrypted { plaintext }) => {
-                        Ok(KmsResponse::Decrypted { plaintext })
-                    }
-                    Ok(_) => Err(Refusal::TransitResponseInvalid),
-                    Err(failure) => Err(Refusal::Transit {
-                        failure,
-                        during: TransitStep::Decrypt,
-                    }),
-                };
-                for id in waiters {
-                    self.respond_if_waiting(id, response.clone());
-                }
-            }
+            // Decrypt calls are answered item by item in `calls.rs`.
+            CallPurpose::Decrypt { .. } => {}
         }
     }
 
@@ -398,29 +351,17 @@ impl Provider {
         })
     }
 
-    pub(super) fn call(
-        &mut self,
-        deadline: Instant,
-        request: TransitRequest,
-        purpose: CallPurpose,
-    ) -> CallId {
-        let call = self.next_call_id();
-        self.calls.insert(call, Call { deadline, purpose });
-        self.outputs.push_back(Output::CallTransit {
-            call,
-            deadline,
-            request,
-        });
-        call
-    }
-
     pub(super) fn respond(&mut self, id: RequestId, response: Result<KmsResponse, Refusal>) {
         self.requests.remove(&id);
         self.outputs.push_back(Output::Respond { id, response });
     }
 
     /// Answers a request that waited on IO, unless it already timed out or was cancelled.
-    fn respond_if_waiting(&mut self, id: RequestId, response: Result<KmsResponse, Refusal>) {
+    pub(super) fn respond_if_waiting(
+        &mut self,
+        id: RequestId,
+        response: Result<KmsResponse, Refusal>,
+    ) {
         if self.requests.contains_key(&id) {
             self.respond(id, response);
         }
@@ -444,24 +385,11 @@ impl Provider {
         }
     }
 
-    /// Gives up on calls whose deadline passed; late answers for them are ignored.
-    pub(super) fn expire_calls(&mut self, now: Instant) {
-        let expired: Vec<CallId> = self
-            .calls
-            .iter()
-            .filter(|(_, call)| call.deadline <= now)
-            .map(|(id, _)| *id)
-            .collect();
-        for id in expired {
-            let timeout = Err(TransitFailure::new(FailureClass::Timeout));
-            self.handle_transit(now, id, timeout, self.wall_clock_unix);
-        }
-    }
-
     pub(super) fn shut_down(&mut self) {
         self.shutting_down = true;
         let waiting: Vec<RequestId> = self.requests.keys().copied().collect();
         self.discovery.waiters.clear();
+        self.decrypts.clear();
         for id in waiting {
             self.respond(id, Err(Refusal::ShuttingDown));
         }

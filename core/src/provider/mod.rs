@@ -11,10 +11,13 @@
 //! The provider never blocks and never performs IO. Getters such as [`Provider::health`] read
 //! the current state for metrics and `/ready`.
 
+mod batch;
+mod calls;
 mod io;
 mod kms;
 mod persist;
 mod probes;
+mod retry;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Instant;
@@ -33,9 +36,21 @@ use crate::registry::{
 use crate::rotation::RotationPolicy;
 use crate::version::KeyVersion;
 
-use kms::{Call, Discovery};
+use batch::{CoalesceKey, DecryptQueue};
+use calls::Call;
+use kms::Discovery;
 use persist::SaveSlot;
 use probes::Probes;
+use retry::{Jitter, RetryPolicy};
+
+/// Status as of one instant, for answering without the driver (see [`Provider::status_view`]).
+#[derive(Clone, Debug, Eq, PartialEq)]
+pub struct StatusView {
+    /// The active key_id when healthy; `None` when Status is unhealthy.
+    pub key_id: Option<KeyId>,
+    /// The view holds while the monotonic clock is strictly before this instant.
+    pub valid_until: Instant,
+}
 
 /// The bytes of the registry files as the runtime found them on disk.
 #[derive(Clone, Debug, Default, Eq, PartialEq)]
@@ -64,8 +79,12 @@ pub struct Provider {
     saves: SaveSlot,
     probes: Probes,
     calls: BTreeMap<CallId, Call>,
-    /// In-flight Decrypt calls by (ciphertext, AAD), so identical requests share one call.
-    coalesced: BTreeMap<(String, String), CallId>,
+    /// In-flight Decrypt items by (ciphertext, AAD), so identical requests share one item.
+    in_flight_decrypts: BTreeMap<CoalesceKey, CallId>,
+    /// Decrypts waiting for a call slot; they leave as batches.
+    decrypts: DecryptQueue,
+    retry: RetryPolicy,
+    jitter: Jitter,
     discovery: Discovery,
     requests: BTreeMap<RequestId, PendingRequest>,
     outputs: VecDeque<Output>,
@@ -129,6 +148,8 @@ impl Provider {
             require_stable_observation_count: config.require_stable_observation_count,
             reject_version_rollback: config.reject_version_rollback,
         };
+        let decrypts = DecryptQueue::new(config.batching.max_items, config.batching.max_calls);
+        let jitter = Jitter::new(&config.rng_seed);
         let mut provider = Self {
             probes: Probes::new(now),
             config,
@@ -136,7 +157,10 @@ impl Provider {
             published: state,
             saves: SaveSlot::default(),
             calls: BTreeMap::new(),
-            coalesced: BTreeMap::new(),
+            in_flight_decrypts: BTreeMap::new(),
+            decrypts,
+            retry: RetryPolicy::default(),
+            jitter,
             discovery: Discovery::default(),
             requests: BTreeMap::new(),
             outputs: VecDeque::new(),
@@ -182,6 +206,9 @@ impl Provider {
         // Expiry runs on every input, so a deadline that passed is handled whatever woke us.
         self.expire_requests(now);
         self.expire_calls(now);
+        self.drop_abandoned();
+        self.resend_due_retries(now);
+        self.dispatch_decrypts(now);
         self.run_due_work(now);
         self.emit_health_change(now);
     }
@@ -203,6 +230,27 @@ impl Provider {
             self.published.as_ref(),
             self.saves.degraded(),
         )
+    }
+
+    /// Status as the core would answer it at `now`, and the instant until which that answer
+    /// holds if no input arrives: the runtime may answer Status from this view without a round
+    /// trip through the driver while `now < valid_until`. The bound is the earliest of the
+    /// core's next timer and every instant at which time alone changes health (staleness, a
+    /// breaker closing); any input may change the view, so the runtime republishes it after
+    /// each one. During shutdown the view is never valid.
+    pub fn status_view(&self, now: Instant) -> StatusView {
+        let key_id = self.healthy_key(now).map(|(key_id, _)| key_id);
+        let valid_until = if self.shutting_down {
+            now
+        } else {
+            let next_timer = self.next_deadline();
+            let by_time = self.probes.health_changes_by_time(now, &self.config);
+            by_time.map_or(next_timer, |at| at.min(next_timer))
+        };
+        StatusView {
+            key_id,
+            valid_until,
+        }
     }
 
     /// The active key and its version, whether or not Status is healthy.
@@ -297,6 +345,7 @@ impl Provider {
         );
         deadlines.extend(self.saves.retry_at());
         deadlines.extend(self.calls.values().map(|call| call.deadline));
+        deadlines.extend(self.retry_deadlines());
         deadlines
             .into_iter()
             .filter(|deadline| *deadline > self.last_now)

@@ -5,10 +5,10 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 
+use super::Provider;
 use super::io::{Event, ProbeKind};
 use super::kms::CallPurpose;
 use super::persist::SaveKind;
-use super::{CallId, Provider};
 use crate::ciphertext::TransitCiphertext;
 use crate::config::ProviderConfig;
 use crate::digest::sha256;
@@ -184,6 +184,28 @@ impl Probes {
         out
     }
 
+    /// The earliest instant at which the passing of time alone can change the health report:
+    /// the cache turning stale or an open breaker closing.
+    pub(super) fn health_changes_by_time(
+        &self,
+        now: Instant,
+        config: &ProviderConfig,
+    ) -> Option<Instant> {
+        // Once stale, the cache stays stale until an input (a probe answer) changes it.
+        let stale_at = self
+            .last_metadata_ok
+            .map(|ok| ok + config.status_max_staleness)
+            .filter(|at| *at >= now);
+        [
+            stale_at,
+            self.metadata_breaker.open_until(now),
+            self.deep_breaker.open_until(now),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
     pub(super) fn far_future(&self) -> Instant {
         self.started + Duration::from_secs(365 * 24 * 3600)
     }
@@ -327,26 +349,7 @@ impl Provider {
     }
 
     /// Routes a finished Transit call to whoever waits for it.
-    pub(super) fn handle_transit(
-        &mut self,
-        now: Instant,
-        call: CallId,
-        result: Result<TransitResponse, TransitFailure>,
-        wall_clock_unix: i64,
-    ) {
-        let Some(finished) = self.calls.remove(&call) else {
-            // Unknown or already timed out: late and duplicate answers are harmless.
-            return;
-        };
-        match finished.purpose {
-            CallPurpose::Probe(step) => self.continue_probe(now, step, result, wall_clock_unix),
-            other @ (CallPurpose::Encrypt { .. } | CallPurpose::Decrypt { .. }) => {
-                self.finish_kms_call(now, other, result);
-            }
-        }
-    }
-
-    fn continue_probe(
+    pub(super) fn continue_probe(
         &mut self,
         now: Instant,
         step: ProbeCall,

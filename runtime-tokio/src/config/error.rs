@@ -138,6 +138,7 @@ const FIELD_ORDER: &[&str] = &[
     "server.maxConcurrentDecrypt",
     "openbao",
     "openbao.address",
+    "openbao.addresses",
     "openbao.caCertFile",
     "openbao.tlsServerName",
     "openbao.instanceId",

@@ -43,6 +43,7 @@ pub(super) struct ServerSection {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub(super) struct OpenBaoSection {
     pub(super) address: Option<Text>,
+    pub(super) addresses: Option<Vec<Text>>,
     pub(super) ca_cert_file: Option<Text>,
     pub(super) tls_server_name: Option<Text>,
     pub(super) instance_id: Option<Text>,

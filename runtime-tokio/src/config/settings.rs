@@ -118,7 +118,11 @@ pub struct ServerSettings {
 #[derive(Clone, Debug, Eq, PartialEq)]
 pub struct OpenBaoSettings {
     /// `openbao.address`: `https://host[:port]`, scheme lowercased, without a trailing slash.
+    /// With `openbao.addresses`, the first node of the list.
     pub address: String,
+    /// `openbao.addresses` (our addition) after the first: the other nodes of the same HA
+    /// cluster, in order. Empty for a single address.
+    pub more_addresses: Vec<String>,
     /// `openbao.caCertFile`: the only trust anchors for the OpenBao connection.
     pub ca_cert_file: PathBuf,
     /// `openbao.tlsServerName`: the name the server certificate must carry.

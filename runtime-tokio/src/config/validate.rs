@@ -211,6 +211,7 @@ pub(super) fn validate(
             },
             decrypt_batching: BatchPolicy {
                 max_items: batch_items?,
+                ..BatchPolicy::default()
             },
             identity: identity?,
             config_path: None,
@@ -239,6 +240,12 @@ fn additions(file: &FileConfig) -> Vec<&'static str> {
             "auth.approle",
         ),
         (file.performance.is_some(), "performance"),
+        (
+            file.openbao
+                .as_ref()
+                .is_some_and(|openbao| openbao.addresses.is_some()),
+            "openbao.addresses",
+        ),
     ]
     .into_iter()
     .filter_map(|(used, key)| used.then_some(key))
@@ -421,13 +428,7 @@ impl Checker {
     }
 
     fn openbao(&mut self, openbao: &OpenBaoSection) -> Option<OpenBaoSettings> {
-        let address = self
-            .required("openbao.address", openbao.address.as_ref())
-            .and_then(|address| {
-                normalize_https_url(&address)
-                    .map_err(|reason| self.problem("openbao.address", reason))
-                    .ok()
-            });
+        let addresses = self.openbao_addresses(openbao);
         let ca_cert_file = self
             .required("openbao.caCertFile", openbao.ca_cert_file.as_ref())
             .and_then(|path| self.absolute_path("openbao.caCertFile", &path, PathKind::File));
@@ -457,13 +458,76 @@ impl Checker {
             .as_ref()
             .map(|text| text.0.clone())
             .filter(|namespace| !namespace.is_empty());
+        let mut addresses = addresses?.into_iter();
         Some(OpenBaoSettings {
-            address: address?,
+            address: addresses.next()?,
+            more_addresses: addresses.collect(),
             ca_cert_file: ca_cert_file?,
             tls_server_name: tls_server_name?,
             namespace,
             timeout: timeout?,
         })
+    }
+
+    /// `openbao.address` and `openbao.addresses` as one list of distinct nodes, `address`
+    /// first: either key alone, or both with `address` among `addresses`.
+    fn openbao_addresses(&mut self, openbao: &OpenBaoSection) -> Option<Vec<String>> {
+        let single = match (&openbao.address, &openbao.addresses) {
+            (Some(_), _) => self
+                .required("openbao.address", openbao.address.as_ref())
+                .and_then(|address| {
+                    normalize_https_url(&address)
+                        .map_err(|reason| self.problem("openbao.address", reason))
+                        .ok()
+                }),
+            (None, Some(_)) => None,
+            (None, None) => {
+                self.problem("openbao.address", "is required");
+                return None;
+            }
+        };
+        let Some(list) = &openbao.addresses else {
+            return single.map(|address| vec![address]);
+        };
+        if list.is_empty() || list.len() > MAX_OPENBAO_ADDRESSES {
+            self.problem(
+                "openbao.addresses",
+                format!("must list 1 to {MAX_OPENBAO_ADDRESSES} addresses"),
+            );
+            return None;
+        }
+        let mut nodes: Vec<String> = Vec::with_capacity(list.len());
+        for (index, entry) in list.iter().enumerate() {
+            let field = format!("openbao.addresses[{index}]");
+            match normalize_https_url(entry.as_str()) {
+                Ok(address) if nodes.contains(&address) => {
+                    self.problem(&field, "repeats an earlier address");
+                }
+                Ok(address) => nodes.push(address),
+                Err(reason) => self.problem(&field, reason),
+            }
+        }
+        if nodes.len() != list.len() {
+            return None;
+        }
+        match single {
+            Some(address) => match nodes.iter().position(|node| *node == address) {
+                Some(position) => {
+                    let first = nodes.remove(position);
+                    nodes.insert(0, first);
+                    Some(nodes)
+                }
+                None => {
+                    self.problem(
+                        "openbao.address",
+                        "must be one of openbao.addresses when both are set",
+                    );
+                    None
+                }
+            },
+            None if openbao.address.is_some() => None,
+            None => Some(nodes),
+        }
     }
 
     fn auth(
@@ -903,6 +967,9 @@ impl Checker {
         }
     }
 }
+
+/// Most nodes `openbao.addresses` may name (an HA cluster has a handful).
+const MAX_OPENBAO_ADDRESSES: usize = 16;
 
 /// Default `server.socketDirectories`.
 pub(super) const DEFAULT_SOCKET_DIRECTORIES: [&str; 2] =

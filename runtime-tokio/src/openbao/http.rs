@@ -1,9 +1,7 @@
 //! The HTTPS transport to OpenBao and the classification of every failure.
 //!
-//! One pooled [`ureq::Agent`] serves every call. It trusts only the configured CA certificates,
-//! verifies (and sends as SNI) the configured TLS server name, never follows redirects, never
-//! uses an environment proxy, bounds every request by a global timeout and every response body
-//! by [`MAX_RESPONSE_BYTES`]. HTTP statuses are returned as data; the caller classifies them
+//! [`OpenBaoHttp`] sends each call to one node (see [`super::node`] for the TLS and transport
+//! rules, and the core's `cluster` machine for which node). HTTP statuses are returned as data; the caller classifies them
 //! with [`ApiResponse::failure`]. Error bodies (`{"errors":[...]}`) are read only to classify
 //! and are never surfaced: a [`TransitFailure`] carries a class, a status and a retry hint only.
 //!
@@ -11,24 +9,29 @@
 
 use std::fmt;
 use std::io;
-use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
+use bao_kms_core::cluster::{Cluster, NodeHealth, NodeRole};
 use bao_kms_core::transit::{FailureClass, TransitFailure};
 use serde_json::Value;
-use ureq::http::Uri;
-use ureq::unversioned::resolver::{DefaultResolver, ResolvedSocketAddrs, Resolver};
-use ureq::unversioned::transport::{DefaultConnector, NextTimeout};
+
+use super::node::NodeHttp;
 
 /// Largest response body read from OpenBao; a larger body makes the call `Unavailable`.
 pub const MAX_RESPONSE_BYTES: u64 = 1024 * 1024;
 
-/// Idle keep-alive connections kept per host.
-const MAX_IDLE_CONNECTIONS: usize = 16;
+/// Most OpenBao calls the plugin makes at once (the driver bounds its blocking calls by it).
+pub const MAX_CALLS_IN_FLIGHT: usize = 64;
+
+/// Idle keep-alive connections kept per host: as many as calls can be in flight, so a burst
+/// that ends does not throw away connections the next burst needs (each new one is a TLS
+/// handshake).
+pub(super) const MAX_IDLE_CONNECTIONS: usize = MAX_CALLS_IN_FLIGHT;
 
 /// Longest `Retry-After` honoured, so a hostile or broken server cannot park a caller forever.
-const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
+pub(super) const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
 
 /// Longest OpenBao request id copied into logs.
 const MAX_REQUEST_ID_LEN: usize = 64;
@@ -47,6 +50,8 @@ pub struct HttpSettings {
     pub namespace: Option<String>,
     /// Deadline of each request unless the request sets its own.
     pub timeout: Duration,
+    /// Further nodes of the same HA cluster (`openbao.addresses` after the first).
+    pub more_addresses: Vec<String>,
 }
 
 impl fmt::Debug for HttpSettings {
@@ -97,12 +102,12 @@ pub enum Method {
 /// One OpenBao call. `Debug` shows the method only: paths, tokens and bodies stay out of logs.
 #[derive(Clone, Copy)]
 pub struct ApiRequest<'a> {
-    method: Method,
-    path: &'a str,
-    token: Option<&'a str>,
-    body: Option<&'a Value>,
-    timeout: Option<Duration>,
-    namespaced: bool,
+    pub(super) method: Method,
+    pub(super) path: &'a str,
+    pub(super) token: Option<&'a str>,
+    pub(super) body: Option<&'a Value>,
+    pub(super) timeout: Option<Duration>,
+    pub(super) namespaced: bool,
 }
 
 impl<'a> ApiRequest<'a> {
@@ -168,9 +173,11 @@ impl fmt::Debug for ApiRequest<'_> {
 
 /// An HTTP answer of any status. `Debug` shows the status only: bodies may hold secrets.
 pub struct ApiResponse {
-    status: u16,
-    body: Value,
-    retry_after: Option<Duration>,
+    pub(super) status: u16,
+    pub(super) body: Value,
+    pub(super) retry_after: Option<Duration>,
+    /// The `Location` of a 307/308 answer.
+    pub(super) location: Option<String>,
 }
 
 impl ApiResponse {
@@ -180,6 +187,7 @@ impl ApiResponse {
             status,
             body,
             retry_after: None,
+            location: None,
         }
     }
 
@@ -359,11 +367,18 @@ fn looks_like_tls(error: &io::Error) -> bool {
     MARKERS.iter().any(|marker| text.contains(marker))
 }
 
-/// The blocking HTTPS client of one OpenBao address.
+/// The HTTPS client of OpenBao: one [`NodeHttp`] per configured address, and the core's
+/// [`Cluster`] machine deciding which node each call goes to.
+///
+/// With one address this is a plain client. With several (an HA cluster) the first call, and
+/// the first call after the node in use failed like a node that is no longer active, asks every
+/// node's `sys/health` (bounded by the call's own timeout) and moves to the active one. The
+/// failed call itself is returned as failed: the core retries it, and the retry goes to the new
+/// active node.
 pub struct OpenBaoHttp {
-    agent: ureq::Agent,
-    base_url: String,
-    namespace: Option<String>,
+    nodes: Vec<NodeHttp>,
+    addresses: Vec<String>,
+    cluster: Mutex<Cluster>,
     timeout: Duration,
     requests_sent: AtomicU64,
 }
@@ -371,74 +386,34 @@ pub struct OpenBaoHttp {
 impl fmt::Debug for OpenBaoHttp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("OpenBaoHttp")
+            .field("nodes", &self.addresses)
             .field("timeout", &self.timeout)
-            .field("namespaced", &self.namespace.is_some())
             .finish_non_exhaustive()
     }
 }
 
+/// Longest a node may take to answer `sys/health` during discovery.
+const DISCOVERY_TIMEOUT: Duration = Duration::from_millis(500);
+
 impl OpenBaoHttp {
-    /// Builds the agent: CA-only trust, TLS ≥ 1.2, pinned server name, no redirects, no proxy.
+    /// Builds one agent per address (`settings.address` first, then `settings.more_addresses`):
+    /// CA-only trust, TLS >= 1.2, pinned server name, no automatic redirects, no proxy.
     ///
     /// # Errors
-    /// [`HttpBuildError`] when the address, server name, namespace, CA PEM or timeout is invalid.
+    /// [`HttpBuildError`] when an address, the server name, namespace, CA PEM or timeout is
+    /// invalid.
     pub fn new(settings: &HttpSettings) -> Result<Self, HttpBuildError> {
-        if settings.timeout.is_zero() {
-            return Err(HttpBuildError::InvalidTimeout);
-        }
-        let target = parse_address(&settings.address)?;
-        let server_name = match settings.tls_server_name.as_deref().map(str::trim) {
-            Some(name) if !name.is_empty() => parse_server_name(name)?,
-            Some(_) | None => target.host.clone(),
-        };
-        let namespace = match settings.namespace.as_deref() {
-            Some(ns) if !ns.is_empty() => Some(validate_namespace(ns)?),
-            Some(_) | None => None,
-        };
-        let roots = parse_ca_pem(&settings.ca_cert_pem)?;
-
-        let url_host = match server_name.parse::<IpAddr>() {
-            Ok(IpAddr::V6(v6)) => format!("[{v6}]"),
-            Ok(IpAddr::V4(_)) | Err(_) => server_name.clone(),
-        };
-        let base_url = format!(
-            "https://{url_host}:{}{}/v1/",
-            target.port, target.path_prefix
-        );
-        let base_uri: Uri = base_url
-            .parse()
-            .map_err(|_| HttpBuildError::InvalidTlsServerName)?;
-        let sni_host = base_uri
-            .host()
-            .ok_or(HttpBuildError::InvalidTlsServerName)?
-            .to_owned();
-
-        let tls = ureq::tls::TlsConfig::builder()
-            .provider(ureq::tls::TlsProvider::Rustls)
-            .root_certs(ureq::tls::RootCerts::new_with_certs(&roots))
-            .use_sni(true)
-            .build();
-        let config = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .https_only(true)
-            .max_redirects(0)
-            .proxy(None)
-            .timeout_global(Some(settings.timeout))
-            .max_idle_connections_per_host(MAX_IDLE_CONNECTIONS)
-            .max_idle_connections(MAX_IDLE_CONNECTIONS)
-            .user_agent(concat!("bao-kms-provider/", env!("CARGO_PKG_VERSION")))
-            .tls_config(tls)
-            .build();
-        let resolver = PinnedResolver {
-            sni_host,
-            target: target.dial_uri,
-            inner: DefaultResolver::default(),
-        };
-        let agent = ureq::Agent::with_parts(config, DefaultConnector::default(), resolver);
+        let addresses: Vec<String> = std::iter::once(settings.address.clone())
+            .chain(settings.more_addresses.iter().cloned())
+            .collect();
+        let nodes = addresses
+            .iter()
+            .map(|address| NodeHttp::new(settings, address))
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Self {
-            agent,
-            base_url,
-            namespace,
+            cluster: Mutex::new(Cluster::new(nodes.len())),
+            nodes,
+            addresses,
             timeout: settings.timeout,
             requests_sent: AtomicU64::new(0),
         })
@@ -454,74 +429,89 @@ impl OpenBaoHttp {
         self.requests_sent.load(Ordering::Relaxed)
     }
 
-    /// Sends one request and returns the answer whatever its status.
+    /// Each configured address with its role as last seen (`unknown` until a discovery ran;
+    /// a single address is never probed).
+    pub fn node_roles(&self) -> Vec<(String, NodeRole)> {
+        let cluster = self.cluster();
+        self.addresses
+            .iter()
+            .cloned()
+            .zip(cluster.roles().iter().copied())
+            .collect()
+    }
+
+    /// The address calls go to now.
+    pub fn current_address(&self) -> &str {
+        let current = self.cluster().current();
+        self.addresses.get(current).map_or("", String::as_str)
+    }
+
+    fn cluster(&self) -> MutexGuard<'_, Cluster> {
+        self.cluster.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Sends one request to the node in use and returns the answer whatever its status.
     ///
     /// # Errors
     /// A classified [`TransitFailure`] when no complete answer arrived (transport, TLS, DNS,
     /// timeout), when the body exceeds [`MAX_RESPONSE_BYTES`], or when a 2xx body is not JSON.
     pub fn send(&self, request: ApiRequest<'_>) -> Result<ApiResponse, TransitFailure> {
-        let url = format!("{}{}", self.base_url, request.path);
+        if self.cluster().needs_discovery() {
+            self.discover(request.timeout.unwrap_or(self.timeout));
+        }
+        let node = self.cluster().current();
+        let Some(transport) = self.nodes.get(node) else {
+            return Err(TransitFailure::new(FailureClass::Unavailable));
+        };
         self.requests_sent.fetch_add(1, Ordering::Relaxed);
-        let sent = match (request.method, request.body) {
-            (Method::Post, Some(body)) => self
-                .decorate(self.agent.post(&url), &request)
-                .send_json(body),
-            (Method::Post, None) => self.decorate(self.agent.post(&url), &request).send_empty(),
-            (Method::Get, _) => self.decorate(self.agent.get(&url), &request).call(),
-        };
-        let mut response = sent.map_err(|error| transport_failure(&error))?;
-        let status = response.status().as_u16();
-        let retry_after = response
-            .headers()
-            .get("retry-after")
-            .and_then(|value| value.to_str().ok())
-            .and_then(|text| text.trim().parse::<u64>().ok())
-            .map(|secs| Duration::from_secs(secs).min(MAX_RETRY_AFTER));
-        let bytes = response
-            .body_mut()
-            .with_config()
-            .limit(MAX_RESPONSE_BYTES)
-            .read_to_vec()
-            .map_err(|error| TransitFailure {
-                http_status: Some(status),
-                ..transport_failure(&error)
-            })?;
-        let body = if bytes.iter().all(u8::is_ascii_whitespace) {
-            Value::Null
-        } else {
-            match serde_json::from_slice::<Value>(&bytes) {
-                Ok(value) => value,
-                Err(_) if (200..300).contains(&status) => {
-                    return Err(malformed_response(Some(status)));
+        let result = transport.send(&request);
+        match &result {
+            Err(failure) => self.cluster().call_failed(node, failure.class),
+            Ok(response) if response.is_success() => {}
+            Ok(response) => {
+                if let Some(target) = response
+                    .location
+                    .as_deref()
+                    .and_then(|location| self.nodes.iter().position(|n| n.is_origin_of(location)))
+                {
+                    self.cluster().redirected_to(target);
+                } else {
+                    self.cluster().call_failed(node, response.failure().class);
                 }
-                Err(_) => Value::Null,
             }
-        };
-        Ok(ApiResponse {
-            status,
-            body,
-            retry_after,
-        })
+        }
+        result
     }
 
-    fn decorate<B>(
-        &self,
-        mut builder: ureq::RequestBuilder<B>,
-        request: &ApiRequest<'_>,
-    ) -> ureq::RequestBuilder<B> {
-        builder = builder.header("Accept", "application/json");
-        if let Some(token) = request.token {
-            builder = builder.header("X-Vault-Token", token);
-        }
-        if request.namespaced
-            && let Some(namespace) = &self.namespace
-        {
-            builder = builder.header("X-Vault-Namespace", namespace.as_str());
-        }
-        if let Some(timeout) = request.timeout {
-            builder = builder.config().timeout_global(Some(timeout)).build();
-        }
-        builder
+    /// Asks every node's `sys/health` (each bounded by the smaller of `budget` and
+    /// [`DISCOVERY_TIMEOUT`]) and lets the cluster machine choose.
+    fn discover(&self, budget: Duration) {
+        let timeout = budget.min(DISCOVERY_TIMEOUT);
+        let health: Vec<NodeHealth> = self
+            .nodes
+            .iter()
+            .map(|node| {
+                let request = ApiRequest::get("sys/health")
+                    .root_namespace()
+                    .timeout(timeout);
+                match node.send(&request) {
+                    Ok(response) => NodeHealth::Status(response.status()),
+                    Err(_) => NodeHealth::Unreachable,
+                }
+            })
+            .collect();
+        let mut cluster = self.cluster();
+        cluster.discovered(&health);
+        tracing::info!(
+            message = "openbao.discovery",
+            active = self.addresses.get(cluster.current()).map_or("", String::as_str),
+            roles = %cluster
+                .roles()
+                .iter()
+                .map(|role| role.as_str())
+                .collect::<Vec<_>>()
+                .join(","),
+        );
     }
 }
 
@@ -534,7 +524,7 @@ pub fn malformed_response(http_status: Option<u16>) -> TransitFailure {
     }
 }
 
-fn transport_failure(error: &ureq::Error) -> TransitFailure {
+pub(super) fn transport_failure(error: &ureq::Error) -> TransitFailure {
     let class = classify_transport_error(error);
     tracing::debug!(error_class = class.as_str(), "openbao transport failure");
     TransitFailure::new(class)
@@ -570,174 +560,6 @@ pub fn normalize_mount_path(mount: &str) -> Option<String> {
         segments.push(escape_path_segment(segment));
     }
     Some(segments.join("/"))
-}
-
-struct Target {
-    host: String,
-    port: u16,
-    path_prefix: String,
-    dial_uri: Uri,
-}
-
-fn parse_address(address: &str) -> Result<Target, HttpBuildError> {
-    let address = address.trim();
-    let uri: Uri = address
-        .parse()
-        .map_err(|_| HttpBuildError::InvalidAddress("not a URL"))?;
-    if uri.scheme_str() != Some("https") {
-        return Err(HttpBuildError::InvalidAddress("scheme must be https"));
-    }
-    let authority = uri
-        .authority()
-        .ok_or(HttpBuildError::InvalidAddress("missing host"))?;
-    if authority.as_str().contains('@') {
-        return Err(HttpBuildError::InvalidAddress("userinfo is not allowed"));
-    }
-    if uri.query().is_some() || address.contains('#') {
-        return Err(HttpBuildError::InvalidAddress(
-            "query and fragment are not allowed",
-        ));
-    }
-    let host = authority
-        .host()
-        .trim_start_matches('[')
-        .trim_end_matches(']');
-    if host.is_empty() {
-        return Err(HttpBuildError::InvalidAddress("missing host"));
-    }
-    let port = authority.port_u16().unwrap_or(443);
-    let path_prefix = uri.path().trim_end_matches('/').to_owned();
-    let dial_uri: Uri = format!("https://{}:{port}/", authority.host())
-        .parse()
-        .map_err(|_| HttpBuildError::InvalidAddress("not a URL"))?;
-    Ok(Target {
-        host: host.to_owned(),
-        port,
-        path_prefix,
-        dial_uri,
-    })
-}
-
-fn parse_server_name(name: &str) -> Result<String, HttpBuildError> {
-    let bare = name.trim_start_matches('[').trim_end_matches(']');
-    if bare.parse::<IpAddr>().is_ok() {
-        return Ok(bare.to_owned());
-    }
-    let valid = bare.len() <= 253
-        && bare.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        });
-    if valid {
-        Ok(bare.to_ascii_lowercase())
-    } else {
-        Err(HttpBuildError::InvalidTlsServerName)
-    }
-}
-
-fn validate_namespace(namespace: &str) -> Result<String, HttpBuildError> {
-    if namespace.trim() != namespace {
-        return Err(HttpBuildError::InvalidNamespace("surrounding whitespace"));
-    }
-    if namespace.starts_with('/') || namespace.contains("//") || namespace.contains('%') {
-        return Err(HttpBuildError::InvalidNamespace("must be a relative path"));
-    }
-    let trimmed = namespace.trim_end_matches('/');
-    if trimmed
-        .split('/')
-        .any(|segment| segment.is_empty() || segment == "." || segment == "..")
-    {
-        return Err(HttpBuildError::InvalidNamespace("empty or dot segment"));
-    }
-    if !namespace.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(HttpBuildError::InvalidNamespace(
-            "control or non-ASCII characters",
-        ));
-    }
-    Ok(namespace.to_owned())
-}
-
-fn parse_ca_pem(pem: &[u8]) -> Result<Vec<ureq::tls::Certificate<'static>>, HttpBuildError> {
-    let mut roots = Vec::new();
-    for item in ureq::tls::parse_pem(pem) {
-        match item {
-            Ok(ureq::tls::PemItem::Certificate(cert)) => {
-                // A DER certificate is an ASN.1 SEQUENCE; rustls would silently skip garbage.
-                if cert.der().first() != Some(&0x30) {
-                    return Err(HttpBuildError::InvalidCaCertificate(
-                        "not a DER certificate",
-                    ));
-                }
-                roots.push(cert);
-            }
-            Ok(_) => {}
-            Err(_) => return Err(HttpBuildError::InvalidCaCertificate("PEM is malformed")),
-        }
-    }
-    if roots.is_empty() {
-        return Err(HttpBuildError::InvalidCaCertificate("no CERTIFICATE block"));
-    }
-    Ok(roots)
-}
-
-/// Connects to `openbao.address` while the URL (hence SNI and certificate verification) names
-/// `openbao.tlsServerName`. Only that name is ever resolved: redirects are not followed, so no
-/// other host can appear.
-#[derive(Debug)]
-struct PinnedResolver {
-    sni_host: String,
-    target: Uri,
-    inner: DefaultResolver,
-}
-
-impl PinnedResolver {
-    /// The target as a socket address when its host is an IP literal.
-    fn literal_address(&self) -> Option<std::net::SocketAddr> {
-        let authority = self.target.authority()?;
-        let host = authority
-            .host()
-            .trim_start_matches('[')
-            .trim_end_matches(']');
-        let ip: IpAddr = host.parse().ok()?;
-        let port = authority.port_u16().unwrap_or(443);
-        Some(std::net::SocketAddr::new(ip, port))
-    }
-}
-
-impl Resolver for PinnedResolver {
-    fn resolve(
-        &self,
-        uri: &Uri,
-        config: &ureq::config::Config,
-        timeout: NextTimeout,
-    ) -> Result<ResolvedSocketAddrs, ureq::Error> {
-        if !uri
-            .host()
-            .is_some_and(|host| host.eq_ignore_ascii_case(&self.sni_host))
-        {
-            return Err(ureq::Error::HostNotFound);
-        }
-        // An IP literal needs no lookup; the default resolver would start a thread per request.
-        if let Some(address) = self.literal_address() {
-            let mut resolved = self.inner.empty();
-            resolved.push(address);
-            return Ok(resolved);
-        }
-        self.inner
-            .resolve(&self.target, config, timeout)
-            .map_err(|error| {
-                if matches!(error, ureq::Error::Timeout(_)) {
-                    error
-                } else {
-                    ureq::Error::HostNotFound
-                }
-            })
-    }
 }
 
 #[cfg(test)]
@@ -826,29 +648,5 @@ mod tests {
         );
         assert_eq!(normalize_mount_path("/"), None);
         assert_eq!(normalize_mount_path("a/../b"), None);
-    }
-
-    #[test]
-    fn addresses_must_be_plain_https() {
-        assert!(parse_address("http://127.0.0.1:8200").is_err());
-        assert!(parse_address("https://user@127.0.0.1:8200").is_err());
-        assert!(parse_address("https://127.0.0.1:8200/?x=1").is_err());
-        let target = parse_address("https://[::1]:8200/prefix/").unwrap();
-        assert_eq!(target.host, "::1");
-        assert_eq!(target.port, 8200);
-        assert_eq!(target.path_prefix, "/prefix");
-        assert_eq!(parse_address("https://bao.example").unwrap().port, 443);
-    }
-
-    #[test]
-    fn server_names_and_namespaces_are_validated() {
-        assert_eq!(parse_server_name("Bao.Example").unwrap(), "bao.example");
-        assert_eq!(parse_server_name("127.0.0.1").unwrap(), "127.0.0.1");
-        assert!(parse_server_name("bad name").is_err());
-        assert!(parse_server_name("").is_err());
-        assert!(validate_namespace("team/a").is_ok());
-        assert!(validate_namespace("/team").is_err());
-        assert!(validate_namespace("team//a").is_err());
-        assert!(validate_namespace("team\n").is_err());
     }
 }

@@ -14,6 +14,7 @@
 pub mod auth;
 pub mod clock;
 pub mod http;
+mod node;
 pub mod transit;
 
 use std::fmt;
@@ -59,6 +60,8 @@ impl fmt::Debug for CaCertificates {
 pub struct ClientSettings {
     /// `openbao.address`: `https://host[:port]`.
     pub address: String,
+    /// The other nodes of the same HA cluster (`openbao.addresses` after the first).
+    pub more_addresses: Vec<String>,
     /// `openbao.caCertFile`: the only trusted CA certificates.
     pub ca_certificates: CaCertificates,
     /// `openbao.tlsServerName`: verified in the certificate and sent as SNI. When it differs
@@ -154,6 +157,7 @@ impl OpenBaoClient {
         };
         let http = Arc::new(OpenBaoHttp::new(&HttpSettings {
             address: settings.address,
+            more_addresses: settings.more_addresses,
             ca_cert_pem,
             tls_server_name: settings.tls_server_name,
             namespace: settings.namespace,
@@ -194,6 +198,18 @@ impl OpenBaoClient {
     /// The classified failure.
     pub fn execute(&self, request: &TransitRequest) -> Result<TransitResponse, TransitFailure> {
         self.transit.execute(request)
+    }
+
+    /// Runs one Transit request within `budget`, the time its caller has left (blocking).
+    ///
+    /// # Errors
+    /// The classified failure; a timeout at once when the budget is zero.
+    pub fn execute_within(
+        &self,
+        request: &TransitRequest,
+        budget: Duration,
+    ) -> Result<TransitResponse, TransitFailure> {
+        self.transit.execute_within(request, budget)
     }
 
     /// Logs in now unless a usable token is held (e.g. at startup).

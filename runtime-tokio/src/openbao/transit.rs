@@ -61,7 +61,24 @@ impl TransitClient {
     /// A classified [`TransitFailure`]; for batch decrypt, per-item failures are inside the
     /// `Ok` answer instead.
     pub fn execute(&self, request: &TransitRequest) -> Result<TransitResponse, TransitFailure> {
-        let result = self.dispatch(request);
+        self.execute_within(request, self.http.timeout())
+    }
+
+    /// Runs one request that must finish within `budget` (the time its caller has left), never
+    /// longer than `openbao.timeout`. Blocking: call it from tokio's blocking pool.
+    ///
+    /// # Errors
+    /// As [`Self::execute`]; a budget of zero fails at once with a timeout, nothing sent.
+    pub fn execute_within(
+        &self,
+        request: &TransitRequest,
+        budget: Duration,
+    ) -> Result<TransitResponse, TransitFailure> {
+        let budget = budget.min(self.http.timeout());
+        if budget.is_zero() {
+            return Err(TransitFailure::new(FailureClass::Timeout));
+        }
+        let result = self.dispatch(request, budget);
         if let Err(failure) = &result {
             tracing::debug!(
                 operation = request.operation().as_str(),
@@ -73,14 +90,18 @@ impl TransitClient {
         result
     }
 
-    fn dispatch(&self, request: &TransitRequest) -> Result<TransitResponse, TransitFailure> {
+    fn dispatch(
+        &self,
+        request: &TransitRequest,
+        budget: Duration,
+    ) -> Result<TransitResponse, TransitFailure> {
         match request {
             TransitRequest::ReadKeyMetadata => {
-                let response = self.call(ApiRequest::get(&self.keys_path))?;
+                let response = self.call(ApiRequest::get(&self.keys_path), budget)?;
                 decode_key_metadata(&success(response)?).map(TransitResponse::KeyMetadata)
             }
             TransitRequest::ReadKeysConfig => {
-                let response = self.call(ApiRequest::get(&self.config_keys_path))?;
+                let response = self.call(ApiRequest::get(&self.config_keys_path), budget)?;
                 let body = success(response)?;
                 let disable_upsert = data(&body)?
                     .get("disable_upsert")
@@ -99,7 +120,7 @@ impl TransitClient {
                     "associated_data": associated_data,
                     "key_version": key_version.get(),
                 });
-                let response = self.call(ApiRequest::post(&self.encrypt_path, &body))?;
+                let response = self.call(ApiRequest::post(&self.encrypt_path, &body), budget)?;
                 drop(body);
                 let body = success(response)?;
                 let data = data(&body)?;
@@ -124,15 +145,16 @@ impl TransitClient {
                     "ciphertext": ciphertext.as_str(),
                     "associated_data": associated_data,
                 });
-                let response = self.call(ApiRequest::post(&self.decrypt_path, &body))?;
+                let response = self.call(ApiRequest::post(&self.decrypt_path, &body), budget)?;
                 let body = success(response)?;
                 let plaintext = decode_plaintext(data(&body)?)?;
                 Ok(TransitResponse::Decrypted { plaintext })
             }
-            TransitRequest::BatchDecrypt { items } => self.batch_decrypt(items),
+            TransitRequest::BatchDecrypt { items } => self.batch_decrypt(items, budget),
             TransitRequest::CapabilitiesSelf { paths } => {
                 let body = json!({ "paths": paths });
-                let response = self.call(ApiRequest::post("sys/capabilities-self", &body))?;
+                let response =
+                    self.call(ApiRequest::post("sys/capabilities-self", &body), budget)?;
                 let body = success(response)?;
                 decode_capabilities(data(&body)?, paths)
                     .map(|paths| TransitResponse::Capabilities { paths })
@@ -140,7 +162,11 @@ impl TransitClient {
         }
     }
 
-    fn batch_decrypt(&self, items: &[BatchDecryptItem]) -> Result<TransitResponse, TransitFailure> {
+    fn batch_decrypt(
+        &self,
+        items: &[BatchDecryptItem],
+        budget: Duration,
+    ) -> Result<TransitResponse, TransitFailure> {
         if items.is_empty() {
             return Ok(TransitResponse::BatchDecrypted {
                 results: Vec::new(),
@@ -161,7 +187,7 @@ impl TransitClient {
             })
             .collect();
         let body = json!({ "batch_input": batch, "partial_failure_response_code": 207 });
-        let mut response = self.call(ApiRequest::post(&self.decrypt_path, &body))?;
+        let mut response = self.call(ApiRequest::post(&self.decrypt_path, &body), budget)?;
         let status = response.status();
         let has_results = response
             .body()
@@ -182,7 +208,12 @@ impl TransitClient {
             .map(|results| TransitResponse::BatchDecrypted { results })
     }
 
-    fn call(&self, request: ApiRequest<'_>) -> Result<ApiResponse, TransitFailure> {
+    fn call(
+        &self,
+        request: ApiRequest<'_>,
+        budget: Duration,
+    ) -> Result<ApiResponse, TransitFailure> {
+        let request = request.timeout(budget);
         self.auth
             .with_token(|token| self.http.send(request.token(token)))
     }

@@ -260,6 +260,8 @@ fn key_hash(key_id: &KeyId) -> String {
 /// | `BootstrapRefused` | `bootstrap.refused` | error | `reason` |
 /// | `ClockRegressed` | `clock.regressed` | warn | `seconds` |
 /// | `DiscoveryStarted` | `key.discovery` | info | — |
+/// | `TransitRetried` | `openbao.retry` | debug | `operation`, `error_class` |
+/// | `TransitRetriesExhausted` | `openbao.retry_gave_up` | warn | `operation`, `error_class` |
 pub fn log_event(event: &Event) {
     #[expect(
         clippy::wildcard_enum_match_arm,
@@ -324,6 +326,20 @@ pub fn log_event(event: &Event) {
         }
         Event::DiscoveryStarted => {
             tracing::info!("key.discovery");
+        }
+        Event::TransitRetried { operation, class } => {
+            tracing::debug!(
+                operation = operation.as_str(),
+                error_class = class.as_str(),
+                "openbao.retry"
+            );
+        }
+        Event::TransitRetriesExhausted { operation, class } => {
+            tracing::warn!(
+                operation = operation.as_str(),
+                error_class = class.as_str(),
+                "openbao.retry_gave_up"
+            );
         }
         _ => {
             tracing::debug!("core.event");

@@ -149,6 +149,12 @@ struct OperationStatusLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OperationReasonLabels {
+    operation: String,
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StatusLabels {
     status: String,
 }
@@ -216,6 +222,8 @@ struct Inner {
     grpc_rejections: Family<MethodLabels, Counter>,
     openbao_requests: Family<OperationStatusLabels, Counter>,
     openbao_duration: HistogramFamily<OperationLabels>,
+    openbao_retries: Family<OperationReasonLabels, Counter>,
+    openbao_retry_giveups: Family<OperationReasonLabels, Counter>,
     auth_login: Family<StatusLabels, Counter>,
     auth_renewal: Family<StatusLabels, Counter>,
     auth_method_info: Family<MethodLabels, Gauge>,
@@ -295,6 +303,18 @@ impl Metrics {
             "openbao_kms_openbao_duration_seconds",
             "OpenBao HTTP request duration in seconds",
             openbao_duration.clone(),
+        );
+        let openbao_retries = Family::<OperationReasonLabels, Counter>::default();
+        registry.register(
+            "openbao_kms_openbao_retries",
+            "OpenBao calls sent again after a transient failure, by operation and failure class",
+            openbao_retries.clone(),
+        );
+        let openbao_retry_giveups = Family::<OperationReasonLabels, Counter>::default();
+        registry.register(
+            "openbao_kms_openbao_retry_giveups",
+            "OpenBao calls that failed transiently with no retry left inside their deadline",
+            openbao_retry_giveups.clone(),
         );
         let auth_login = Family::<StatusLabels, Counter>::default();
         registry.register(
@@ -440,6 +460,8 @@ impl Metrics {
                 grpc_rejections,
                 openbao_requests,
                 openbao_duration,
+                openbao_retries,
+                openbao_retry_giveups,
                 auth_login,
                 auth_renewal,
                 auth_method_info,
@@ -518,6 +540,21 @@ impl Metrics {
                 status: normalize_label(status),
             })
             .inc();
+    }
+
+    /// Counts one retry of a failed OpenBao call (`gave_up: false`) or one transient failure
+    /// that could not be retried inside its deadline (`gave_up: true`).
+    pub fn record_openbao_retry(&self, operation: &str, reason: &str, gave_up: bool) {
+        let labels = OperationReasonLabels {
+            operation: closed_label(operation, &OPENBAO_OPERATIONS),
+            reason: normalize_label(reason),
+        };
+        let family = if gave_up {
+            &self.inner.openbao_retry_giveups
+        } else {
+            &self.inner.openbao_retries
+        };
+        family.get_or_create(&labels).inc();
     }
 
     /// Counts one login attempt: `ok` or the failure class.

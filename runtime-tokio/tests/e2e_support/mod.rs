@@ -267,6 +267,12 @@ impl Bao {
         format!("https://127.0.0.1:{}", self.port)
     }
 
+    /// The PID of the `bao server` process (for SIGSTOP/SIGCONT fault injection).
+    pub(crate) fn pid(&self) -> i32 {
+        let text = fs::read_to_string(self.file("server.pid")).expect("server.pid is readable");
+        text.trim().parse().expect("server.pid holds a PID")
+    }
+
     pub(crate) fn file(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }

@@ -69,6 +69,7 @@ pub(crate) fn client_settings(
 ) -> ClientSettings {
     ClientSettings {
         address,
+        more_addresses: Vec::new(),
         ca_certificates: CaCertificates::Pem(ca_pem),
         tls_server_name: None,
         namespace: None,
