@@ -8,6 +8,8 @@
 #   scripts/openbao-dev.sh stop DIR
 #   scripts/openbao-dev.sh env DIR            # print the export lines (contain the root token!)
 #
+# Environment: BAO_DEV_AUDIT_LOG=FILE adds a file audit device writing to FILE.
+#
 # Files in DIR (all created by `start`):
 #   server.pid   PID of the real bao server process
 #   server.log   server stdout+stderr, mode 0600 (dev mode prints the root token and unseal key)
@@ -193,6 +195,15 @@ cmd_start() {
   : >"$dir/server.log"
   chmod 600 "$dir/server.log"
 
+  # OpenBao 2.x enables audit devices only from configuration (the API refuses), so a test
+  # that counts what the server received asks for a file audit device here.
+  local extra_config=()
+  if [[ -n "${BAO_DEV_AUDIT_LOG:-}" ]]; then
+    printf 'audit "file" "kms-test" {\n  options {\n    file_path = "%s"\n  }\n}\n' \
+      "$BAO_DEV_AUDIT_LOG" >"$dir/audit.hcl"
+    extra_config=(-config="$dir/audit.hcl")
+  fi
+
   log "starting OpenBao dev server on https://$HOST:$port (cluster port $((port + 1)))"
   # The root token goes through the environment (BAO_DEV_ROOT_TOKEN_ID) rather
   # than -dev-root-token-id=..., so it does not show up in `ps` for other users;
@@ -208,6 +219,7 @@ cmd_start() {
     -dev-tls-cert-dir="$dir/tls" \
     -dev-listen-address="$HOST:$port" \
     -dev-no-store-token \
+    "${extra_config[@]}" \
     </dev/null >"$dir/server.log" 2>&1 &
   local pid=$!
   printf '%s\n' "$pid" >"$dir/server.pid"

@@ -122,6 +122,8 @@ impl TelemetryObserver {
                 if let Some(ttl) = self.client.token_ttl_seconds() {
                     self.metrics.set_token_ttl(ttl);
                 }
+                let (nodes, in_use) = self.client.nodes();
+                self.metrics.set_openbao_nodes(&nodes, &in_use);
             }
             tokio::select! {
                 changed = snapshots.changed() => if changed.is_err() { return },

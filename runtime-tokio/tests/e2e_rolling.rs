@@ -400,6 +400,7 @@ impl Node {
             metrics_port: free_port(),
             health_port: free_port(),
             openbao_address: e2e.bao().address(),
+            openbao_addresses: e2e.bao().addresses(),
         };
         let config_path = write_node_config(e2e, name, &config);
         Self {

@@ -258,6 +258,17 @@ impl OpenBaoClient {
         self.auth.token_ttl_seconds()
     }
 
+    /// Every configured node with its role as last seen, and the address calls go to now.
+    pub fn nodes(&self) -> (Vec<(String, &'static str)>, String) {
+        let roles = self
+            .http
+            .node_roles()
+            .into_iter()
+            .map(|(address, role)| (address, role.as_str()))
+            .collect();
+        (roles, self.http.current_address().to_owned())
+    }
+
     /// Login and renewal counters.
     pub fn auth_stats(&self) -> AuthStats {
         self.auth.stats()

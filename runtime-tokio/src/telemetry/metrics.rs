@@ -57,6 +57,9 @@ pub const OPENBAO_OPERATIONS: [&str; 9] = [
     "capabilities_self",
 ];
 
+/// Roles of an OpenBao node (`openbao_kms_openbao_node_role`).
+pub const OPENBAO_NODE_ROLES: [&str; 5] = ["unknown", "active", "standby", "sealed", "unreachable"];
+
 /// Refusal classes counted by `openbao_kms_aad_validation_errors_total`.
 pub const AAD_ERROR_REASONS: [&str; 3] = ["aad_missing", "aad_mismatch", "annotation_invalid"];
 
@@ -155,6 +158,17 @@ struct OperationReasonLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct NodeRoleLabels {
+    address: String,
+    role: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AddressLabels {
+    address: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StatusLabels {
     status: String,
 }
@@ -224,6 +238,8 @@ struct Inner {
     openbao_duration: HistogramFamily<OperationLabels>,
     openbao_retries: Family<OperationReasonLabels, Counter>,
     openbao_retry_giveups: Family<OperationReasonLabels, Counter>,
+    openbao_node_role: Family<NodeRoleLabels, Gauge>,
+    openbao_node_in_use: Family<AddressLabels, Gauge>,
     auth_login: Family<StatusLabels, Counter>,
     auth_renewal: Family<StatusLabels, Counter>,
     auth_method_info: Family<MethodLabels, Gauge>,
@@ -315,6 +331,18 @@ impl Metrics {
             "openbao_kms_openbao_retry_giveups",
             "OpenBao calls that failed transiently with no retry left inside their deadline",
             openbao_retry_giveups.clone(),
+        );
+        let openbao_node_role = Family::<NodeRoleLabels, Gauge>::default();
+        registry.register(
+            "openbao_kms_openbao_node_role",
+            "Role of each configured OpenBao node as last seen through sys/health (1 for the current role)",
+            openbao_node_role.clone(),
+        );
+        let openbao_node_in_use = Family::<AddressLabels, Gauge>::default();
+        registry.register(
+            "openbao_kms_openbao_node_in_use",
+            "1 for the configured OpenBao node calls go to now, 0 for the others",
+            openbao_node_in_use.clone(),
         );
         let auth_login = Family::<StatusLabels, Counter>::default();
         registry.register(
@@ -462,6 +490,8 @@ impl Metrics {
                 openbao_duration,
                 openbao_retries,
                 openbao_retry_giveups,
+                openbao_node_role,
+                openbao_node_in_use,
                 auth_login,
                 auth_renewal,
                 auth_method_info,
@@ -555,6 +585,29 @@ impl Metrics {
             &self.inner.openbao_retries
         };
         family.get_or_create(&labels).inc();
+    }
+
+    /// Publishes every configured OpenBao node's role (`unknown`, `active`, `standby`,
+    /// `sealed`, `unreachable`) and which node is in use. The addresses come from the
+    /// configuration, so the label set is bounded by it.
+    pub fn set_openbao_nodes(&self, nodes: &[(String, &'static str)], in_use: &str) {
+        for (address, role) in nodes {
+            for label in OPENBAO_NODE_ROLES {
+                self.inner
+                    .openbao_node_role
+                    .get_or_create(&NodeRoleLabels {
+                        address: address.clone(),
+                        role: label.to_owned(),
+                    })
+                    .set(i64::from(label == *role));
+            }
+            self.inner
+                .openbao_node_in_use
+                .get_or_create(&AddressLabels {
+                    address: address.clone(),
+                })
+                .set(i64::from(address == in_use));
+        }
     }
 
     /// Counts one login attempt: `ok` or the failure class.

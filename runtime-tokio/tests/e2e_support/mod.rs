@@ -162,6 +162,18 @@ fn free_ports(base: u32, span: u32, pair: bool) -> u16 {
     panic!("no free port on 127.0.0.1");
 }
 
+/// A base port P on 127.0.0.1 such that P..P+6 (three nodes' API and cluster ports) are free.
+fn free_raft_ports() -> u16 {
+    for _ in 0..200 {
+        let base = free_ports(26_000, 1500, true);
+        let rest = (2..6).all(|offset| TcpListener::bind(("127.0.0.1", base + offset)).is_ok());
+        if rest && base % 2 == 0 {
+            return base;
+        }
+    }
+    panic!("no six free ports in a row on 127.0.0.1");
+}
+
 /// A free port for a plugin listener (metrics, health).
 pub(crate) fn free_port() -> u16 {
     let _ports = lock_ports();
@@ -193,14 +205,36 @@ pub(crate) struct Bao {
     dir: tempfile::TempDir,
     port: u16,
     watchdog: Option<Child>,
+    /// The API ports of a raft cluster's nodes (node 1 is `port`); empty for a dev server.
+    raft_ports: Vec<u16>,
+}
+
+/// The script that starts and stops a kind of OpenBao server.
+fn server_script(raft: bool) -> PathBuf {
+    let name = if raft {
+        "openbao-raft.sh"
+    } else {
+        "openbao-dev.sh"
+    };
+    repo_root().join("scripts").join(name)
 }
 
 impl Bao {
     /// Starts a server of its own (retrying on a port taken in between) and sets it up.
     pub(crate) fn start() -> Self {
+        Self::start_dev(false)
+    }
+
+    /// [`Bao::start`] with a file audit device writing to [`Bao::audit_log`], so a test can
+    /// count what the server really received.
+    pub(crate) fn start_audited() -> Self {
+        Self::start_dev(true)
+    }
+
+    fn start_dev(audited: bool) -> Self {
         let mut last_error = String::new();
         for _ in 0..BAO_START_ATTEMPTS {
-            match Self::try_start() {
+            match Self::try_start(audited) {
                 Ok(bao) => return bao,
                 Err(error) => last_error = error,
             }
@@ -208,7 +242,7 @@ impl Bao {
         panic!("could not start an OpenBao dev server: {last_error}");
     }
 
-    fn try_start() -> Result<Self, String> {
+    fn try_start(audited: bool) -> Result<Self, String> {
         let bao = bao_binary();
         let scripts = repo_root().join("scripts");
         let dir = tempfile::Builder::new()
@@ -218,7 +252,11 @@ impl Bao {
         let (port, status) = {
             let _ports = lock_ports();
             let port = free_ports(21_000, 4500, true);
-            let status = Command::new(scripts.join("openbao-dev.sh"))
+            let mut command = Command::new(scripts.join("openbao-dev.sh"));
+            if audited {
+                command.env("BAO_DEV_AUDIT_LOG", dir.path().join("audit.log"));
+            }
+            let status = command
                 .arg("start")
                 .arg(dir.path())
                 .arg(port.to_string())
@@ -239,12 +277,74 @@ impl Bao {
             dir,
             port,
             watchdog: Some(watchdog),
+            raft_ports: Vec::new(),
         };
         if !status.success() {
             return Err(format!("openbao-dev.sh start exited with {status}"));
         }
+        server.set_up_transit()
+    }
+
+    /// Starts a 3-node HA cluster (integrated raft storage, TLS) through
+    /// `scripts/openbao-raft.sh` and sets it up like a dev server.
+    pub(crate) fn start_raft() -> Self {
+        let mut last_error = String::new();
+        for _ in 0..BAO_START_ATTEMPTS {
+            match Self::try_start_raft() {
+                Ok(bao) => return bao,
+                Err(error) => last_error = error,
+            }
+        }
+        panic!("could not start an OpenBao raft cluster: {last_error}");
+    }
+
+    fn try_start_raft() -> Result<Self, String> {
+        let dir = tempfile::Builder::new()
+            .prefix("bao-kms-e2e-raft-")
+            .tempdir()
+            .map_err(|error| error.to_string())?;
+        let (port, output) = {
+            let _ports = lock_ports();
+            let port = free_raft_ports();
+            let output = Command::new(server_script(true))
+                .arg("start")
+                .arg(dir.path())
+                .arg(port.to_string())
+                .env("BAO_BIN", bao_binary())
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .output()
+                .map_err(|error| error.to_string())?;
+            (port, output)
+        };
+        let watchdog = spawn_watchdog(&format!(
+            "'{script}' stop '{dir}' >/dev/null 2>&1; rm -rf -- '{dir}'",
+            script = server_script(true).display(),
+            dir = dir.path().display()
+        ));
+        let server = Self {
+            dir,
+            port,
+            watchdog: Some(watchdog),
+            raft_ports: vec![port, port + 2, port + 4],
+        };
+        if !output.status.success() {
+            return Err(format!(
+                "openbao-raft.sh start exited with {}: {}",
+                output.status,
+                String::from_utf8_lossy(&output.stderr)
+            ));
+        }
+        server.set_up_transit()
+    }
+
+    /// Transit, the key, the policy and the AppRole, through the setup script.
+    fn set_up_transit(self) -> Result<Self, String> {
+        let bao = bao_binary();
+        let scripts = repo_root().join("scripts");
         let setup = Command::new(scripts.join("openbao-setup-transit.sh"))
-            .arg(server.dir.path())
+            .arg(self.dir.path())
             .arg("transit")
             .arg(KEY_NAME)
             .env("BAO_BIN", bao)
@@ -260,7 +360,56 @@ impl Bao {
                 String::from_utf8_lossy(&setup.stderr)
             ));
         }
-        Ok(server)
+        Ok(self)
+    }
+
+    /// The file audit log of a server started with [`Bao::start_audited`].
+    pub(crate) fn audit_log(&self) -> PathBuf {
+        self.file("audit.log")
+    }
+
+    /// Every node's address, node 1 first (one for a dev server).
+    pub(crate) fn addresses(&self) -> Vec<String> {
+        if self.raft_ports.is_empty() {
+            return vec![self.address()];
+        }
+        self.raft_ports
+            .iter()
+            .map(|port| format!("https://127.0.0.1:{port}"))
+            .collect()
+    }
+
+    /// The PID of raft node `node` (1-based).
+    pub(crate) fn node_pid(&self, node: usize) -> i32 {
+        let pid = self.file(&format!("node{node}/server.pid"));
+        let text = fs::read_to_string(pid).expect("the node's server.pid is readable");
+        text.trim().parse().expect("server.pid holds a PID")
+    }
+
+    /// The 1-based raft node whose `sys/health` says active, if any.
+    pub(crate) fn active_node(&self) -> Option<usize> {
+        (1..=self.raft_ports.len()).find(|node| self.health_code(*node) == Some(200))
+    }
+
+    fn health_code(&self, node: usize) -> Option<u16> {
+        let port = self.raft_ports.get(node - 1)?;
+        let output = Command::new("curl")
+            .args([
+                "-s",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "--max-time",
+                "1",
+            ])
+            .arg("--cacert")
+            .arg(self.file("ca.pem"))
+            .arg(format!("https://127.0.0.1:{port}/v1/sys/health"))
+            .stdin(Stdio::null())
+            .output()
+            .ok()?;
+        String::from_utf8_lossy(&output.stdout).trim().parse().ok()
     }
 
     pub(crate) fn address(&self) -> String {
@@ -289,7 +438,7 @@ impl Bao {
         let mut command = Command::new(bao_binary());
         command
             .args(args)
-            .env("BAO_ADDR", self.address())
+            .env("BAO_ADDR", self.cli_address())
             .env("BAO_CACERT", self.file("ca.pem"))
             .env("BAO_TOKEN", self.root_token())
             .env("BAO_CLIENT_TIMEOUT", "10s")
@@ -299,6 +448,19 @@ impl Bao {
             .env_remove("VAULT_NAMESPACE")
             .stdin(Stdio::null());
         command
+    }
+
+    /// Where CLI commands go: node 1, or for a cluster the first node still running (a
+    /// standby forwards writes to the active node).
+    fn cli_address(&self) -> String {
+        let alive = |node: usize| {
+            Path::new(&format!("/proc/{}", self.node_pid(node))).exists()
+                && self.health_code(node).is_some_and(|code| code != 0)
+        };
+        match (1..=self.raft_ports.len()).find(|node| alive(*node)) {
+            Some(node) => format!("https://127.0.0.1:{}", self.raft_ports[node - 1]),
+            None => self.address(),
+        }
     }
 
     /// Runs a root-token `bao` CLI command that must succeed; returns its stdout.
@@ -393,7 +555,7 @@ fn check_cli(args: &[&str], output: &Output) {
 
 impl Drop for Bao {
     fn drop(&mut self) {
-        let status = Command::new(repo_root().join("scripts/openbao-dev.sh"))
+        let status = Command::new(server_script(!self.raft_ports.is_empty()))
             .arg("stop")
             .arg(self.dir.path())
             .stdin(Stdio::null())
@@ -607,6 +769,8 @@ pub(crate) struct PluginConfig {
     pub(crate) metrics_port: u16,
     pub(crate) health_port: u16,
     pub(crate) openbao_address: String,
+    /// Every node of an HA cluster; written as `openbao.addresses` when there is more than one.
+    pub(crate) openbao_addresses: Vec<String>,
 }
 
 /// Creates `path` as a directory with mode `0750`.
@@ -645,7 +809,20 @@ pub(crate) struct E2e {
 impl E2e {
     /// OpenBao running and set up, the configuration written, the plugin not started.
     pub(crate) fn new() -> Self {
-        let bao = Bao::start();
+        Self::with_bao(Bao::start())
+    }
+
+    /// [`E2e::new`] against a dev server with a file audit device ([`Bao::audit_log`]).
+    pub(crate) fn new_audited() -> Self {
+        Self::with_bao(Bao::start_audited())
+    }
+
+    /// [`E2e::new`] against a 3-node raft cluster, the plugin configured with every node.
+    pub(crate) fn new_raft() -> Self {
+        Self::with_bao(Bao::start_raft())
+    }
+
+    fn with_bao(bao: Bao) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("bao-kms-e2e-")
             .tempdir()
@@ -659,6 +836,7 @@ impl E2e {
             metrics_port: free_port(),
             health_port: free_port(),
             openbao_address: bao.address(),
+            openbao_addresses: bao.addresses(),
         };
         let http = ureq::Agent::config_builder()
             .http_status_as_error(false)
@@ -727,7 +905,7 @@ server:
   metricsAddress: 127.0.0.1:{metrics}
   healthAddress: 127.0.0.1:{health}
 openbao:
-  address: {address}
+  address: {address}{addresses}
   caCertFile: {ca}
   tlsServerName: 127.0.0.1
   instanceId: bao-e2e
@@ -767,6 +945,11 @@ logging:
             metrics = config.metrics_port,
             health = config.health_port,
             address = config.openbao_address,
+            addresses = if config.openbao_addresses.len() > 1 {
+                format!("\n  addresses: [{}]", config.openbao_addresses.join(", "))
+            } else {
+                String::new()
+            },
             ca = self.bao.file("ca.pem").display(),
             role_id = self.bao.file("role-id").display(),
             secret_id = self.bao.file("secret-id").display(),
