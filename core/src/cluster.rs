@@ -61,6 +61,47 @@ impl NodeRole {
     }
 }
 
+/// What an operator should make of the nodes' roles (for `doctor`).
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+pub enum ClusterVerdict {
+    /// One node, never probed: nothing to say beyond the single node's own health.
+    SingleNode,
+    /// One active node and every other node a standby.
+    Healthy,
+    /// One active node, but this many nodes are sealed or unreachable: the cluster has less
+    /// room for the next failure.
+    Degraded {
+        /// Sealed or unreachable nodes.
+        unhealthy: usize,
+    },
+    /// No node is active: calls fail until an election ends or a node is unsealed.
+    NoActive,
+}
+
+/// Judges the nodes' roles after a discovery.
+pub fn verdict(roles: &[NodeRole]) -> ClusterVerdict {
+    if roles.len() < 2 {
+        return ClusterVerdict::SingleNode;
+    }
+    if !roles.contains(&NodeRole::Active) {
+        return ClusterVerdict::NoActive;
+    }
+    let unhealthy = roles
+        .iter()
+        .filter(|role| {
+            matches!(
+                role,
+                NodeRole::Sealed | NodeRole::Unreachable | NodeRole::Unknown
+            )
+        })
+        .count();
+    if unhealthy == 0 {
+        ClusterVerdict::Healthy
+    } else {
+        ClusterVerdict::Degraded { unhealthy }
+    }
+}
+
 /// The configured nodes and which one is in use.
 #[derive(Clone, Debug, Eq, PartialEq)]
 pub struct Cluster {
@@ -230,6 +271,20 @@ mod tests {
         cluster.discovered(&[DOWN, SEALED, DOWN]);
         assert_eq!(cluster.current(), 0);
         assert!(cluster.needs_discovery());
+    }
+
+    #[test]
+    fn the_verdict_names_a_missing_leader_and_lost_redundancy() {
+        assert_eq!(verdict(&[NodeRole::Unknown]), ClusterVerdict::SingleNode);
+        let healthy = [NodeRole::Standby, NodeRole::Active, NodeRole::Standby];
+        assert_eq!(verdict(&healthy), ClusterVerdict::Healthy);
+        let degraded = [NodeRole::Unreachable, NodeRole::Active, NodeRole::Sealed];
+        assert_eq!(
+            verdict(&degraded),
+            ClusterVerdict::Degraded { unhealthy: 2 }
+        );
+        let leaderless = [NodeRole::Standby, NodeRole::Standby, NodeRole::Unreachable];
+        assert_eq!(verdict(&leaderless), ClusterVerdict::NoActive);
     }
 
     #[test]

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use bao_kms_proto::{DecryptRequest, StatusRequest};
 use e2e_support::kube_apiserver::dial;
-use e2e_support::{Deadline, E2e, now};
+use e2e_support::{Deadline, E2e, now, plugin_binary};
 use tokio::task::JoinSet;
 
 /// kube-apiserver's default KMS deadline.
@@ -95,6 +95,22 @@ async fn storm(
     all
 }
 
+/// The `openbao.health` line of a `doctor` run with the test's configuration.
+fn doctor_health_line(e2e: &E2e) -> String {
+    let output = std::process::Command::new(plugin_binary())
+        .args(["doctor", "--config"])
+        .arg(e2e.config_path())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run doctor");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    stdout
+        .lines()
+        .find(|line| line.contains("openbao.health"))
+        .unwrap_or_else(|| panic!("no openbao.health line in:\n{stdout}"))
+        .to_owned()
+}
+
 async fn status_key_id(e2e: &E2e) -> Option<String> {
     let mut client = dial(e2e.socket()).await.expect("dial");
     let mut request = tonic::Request::new(StatusRequest {});
@@ -136,6 +152,11 @@ async fn killing_the_raft_leader_during_a_decrypt_storm_fails_no_decrypt_after_o
     };
     let elected_at = now();
     assert_ne!(new_leader, leader);
+    let degraded = doctor_health_line(&e2e);
+    assert!(
+        degraded.starts_with("[warn]") && degraded.contains("1 node(s) sealed or unreachable"),
+        "{degraded}"
+    );
 
     // Status keeps the key_id throughout (it never needs OpenBao to answer).
     let mut statuses = Vec::new();

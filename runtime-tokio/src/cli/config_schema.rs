@@ -180,9 +180,22 @@ fn openbao() -> Value {
                 string(
                     OPENBAO_URL,
                     None,
-                    "Required. https://host[:port] of the node that serves requests (redirects \
-                     are never followed); no user information, path, query or fragment.",
+                    "Required unless addresses is set. https://host[:port] of OpenBao; no user \
+                     information, path, query or fragment.",
                 ),
+            ),
+            (
+                "addresses",
+                nullable(json!({
+                    "type": "array",
+                    "minItems": 1,
+                    "maxItems": 16,
+                    "uniqueItems": true,
+                    "items": {"type": "string", "pattern": OPENBAO_URL},
+                    "description": "(ours) The nodes of one OpenBao HA cluster; every call goes \
+                                    to the active node, found through sys/health. When address \
+                                    is also set it must be one of them and is tried first.",
+                })),
             ),
             (
                 "caCertFile",
@@ -225,7 +238,7 @@ fn openbao() -> Value {
                 ),
             ),
         ],
-        &["address", "caCertFile", "tlsServerName", "instanceId"],
+        &["caCertFile", "tlsServerName", "instanceId"],
     )
 }
 

@@ -258,6 +258,11 @@ impl OpenBaoClient {
         self.auth.token_ttl_seconds()
     }
 
+    /// Every configured node with its role as last seen (the core's type).
+    pub fn node_roles(&self) -> Vec<(String, bao_kms_core::cluster::NodeRole)> {
+        self.http.node_roles()
+    }
+
     /// Every configured node with its role as last seen, and the address calls go to now.
     pub fn nodes(&self) -> (Vec<(String, &'static str)>, String) {
         let roles = self

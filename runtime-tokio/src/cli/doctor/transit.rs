@@ -1,6 +1,7 @@
 //! The OpenBao and Transit checks: health, login, metadata, the key profile, `disable_upsert`,
 //! the encrypt/decrypt probe and the key_id derivation.
 
+use bao_kms_core::cluster::{self, ClusterVerdict};
 use bao_kms_core::profile::{self, FindingImpact};
 use bao_kms_core::{
     KeyId, KeyMetadata, KeyVersion, Plaintext, TransitCiphertext, TransitRequest, TransitResponse,
@@ -11,14 +12,44 @@ use base64::engine::general_purpose::STANDARD;
 use super::local::LocalState;
 use super::{Outcome, fail, pass, warn};
 use crate::cli::probe::random_bytes;
+use crate::cli::report::CheckStatus;
 use crate::config::Config;
 use crate::openbao::OpenBaoClient;
 
 /// The AAD of the doctor's probe; never the AAD of Kubernetes data.
 const PROBE_AAD: &str = "openbao-kubernetes-kms/doctor-probe/v1";
 
-/// `openbao.health`: sealed or uninitialized fails, a standby node warns.
+/// `openbao.health`: sealed or uninitialized fails, a standby node warns. With several
+/// `openbao.addresses` the answer is the active node's, and the message lists every node's role
+/// (a cluster with no active node fails, one with sealed or unreachable nodes warns).
 pub(super) fn health(client: &OpenBaoClient) -> Outcome {
+    let outcome = node_health(client);
+    let roles = client.node_roles();
+    let listing = roles
+        .iter()
+        .map(|(address, role)| format!("{address} {}", role.as_str()))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let role_values: Vec<_> = roles.iter().map(|(_, role)| *role).collect();
+    match (cluster::verdict(&role_values), outcome) {
+        (ClusterVerdict::SingleNode, outcome) => outcome,
+        (ClusterVerdict::NoActive, _) => fail(format!("no OpenBao node is active: {listing}")),
+        (ClusterVerdict::Degraded { unhealthy }, (status, message)) => {
+            let message =
+                format!("{message}; {unhealthy} node(s) sealed or unreachable: {listing}");
+            if status == CheckStatus::Fail {
+                fail(message)
+            } else {
+                warn(message)
+            }
+        }
+        (ClusterVerdict::Healthy, (status, message)) => {
+            (status, format!("{message}; nodes: {listing}"))
+        }
+    }
+}
+
+fn node_health(client: &OpenBaoClient) -> Outcome {
     let info = match client.health() {
         Ok(info) => info,
         Err(failure) => return fail(format!("sys/health failed ({})", failure.class)),
