@@ -205,14 +205,21 @@ fn kube_apiserver_stores_secrets_through_the_plugin_as_kms_v2_with_our_key_id() 
     counts.print("stores_through_the_plugin");
 }
 
-/// Keeps writing and reading Secrets until `stop`; every failure is counted, none panics.
-fn load(api: ApiClient, prefix: String, counts: Arc<Counts>, stop: Arc<AtomicBool>) -> Vec<String> {
+/// Keeps writing Secrets through `writer` and reading each new one (and the first one) back
+/// through every reader until `stop`; every failure is counted, none panics.
+fn load(
+    writer: ApiClient,
+    readers: Vec<ApiClient>,
+    prefix: String,
+    counts: Arc<Counts>,
+    stop: Arc<AtomicBool>,
+) -> Vec<String> {
     let mut written = Vec::new();
     let mut n = 0;
     while !stop.load(Ordering::SeqCst) {
         let name = format!("{prefix}-{n}");
         n += 1;
-        match api.create_secret(&name, &format!("value of {name}")) {
+        match writer.create_secret(&name, &format!("value of {name}")) {
             Ok((201, _)) => {
                 counts.written.fetch_add(1, Ordering::SeqCst);
                 written.push(name);
@@ -221,14 +228,15 @@ fn load(api: ApiClient, prefix: String, counts: Arc<Counts>, stop: Arc<AtomicBoo
                 counts.write_failed.fetch_add(1, Ordering::SeqCst);
             }
         }
-        // Read an older one back each round (and the newest).
-        for name in [written.first(), written.last()].into_iter().flatten() {
-            match api.read_secret(name) {
-                Ok(Some(value)) if value == format!("value of {name}") => {
-                    counts.read.fetch_add(1, Ordering::SeqCst);
-                }
-                _ => {
-                    counts.read_failed.fetch_add(1, Ordering::SeqCst);
+        for reader in &readers {
+            for name in [written.first(), written.last()].into_iter().flatten() {
+                match reader.read_secret(name) {
+                    Ok(Some(value)) if value == format!("value of {name}") => {
+                        counts.read.fetch_add(1, Ordering::SeqCst);
+                    }
+                    _ => {
+                        counts.read_failed.fetch_add(1, Ordering::SeqCst);
+                    }
                 }
             }
         }
@@ -237,20 +245,24 @@ fn load(api: ApiClient, prefix: String, counts: Arc<Counts>, stop: Arc<AtomicBoo
     written
 }
 
-/// Runs [`load`] on node `index` in a thread; stop it with the returned flag.
+/// Runs [`load`] in a thread, writing through node `writer` and reading through `readers`;
+/// stop it with the returned flag.
 fn start_load(
     plane: &ControlPlane,
-    index: usize,
+    writer: usize,
+    readers: &[usize],
     prefix: &str,
     counts: &Arc<Counts>,
 ) -> (Arc<AtomicBool>, std::thread::JoinHandle<Vec<String>>) {
     let stop = Arc::new(AtomicBool::new(false));
-    let api = plane.api(index).unwrap();
+    let writer = plane.api(writer).unwrap();
+    let readers = readers
+        .iter()
+        .map(|index| plane.api(*index).unwrap())
+        .collect();
     let (prefix, counts, flag) = (prefix.to_owned(), counts.clone(), stop.clone());
-    (
-        stop,
-        std::thread::spawn(move || load(api, prefix, counts, flag)),
-    )
+    let worker = std::thread::spawn(move || load(writer, readers, prefix, counts, flag));
+    (stop, worker)
 }
 
 #[test]
@@ -259,7 +271,7 @@ fn plugin_and_kube_apiserver_restarts_under_load_lose_no_secret_and_fail_no_read
         return;
     };
     let counts = Arc::new(Counts::default());
-    let (stop, worker) = start_load(&plane, 0, "secret-d", &counts);
+    let (stop, worker) = start_load(&plane, 0, &[0], "secret-d", &counts);
     std::thread::sleep(Duration::from_secs(3));
 
     plane.stop_plugin(0);
@@ -272,7 +284,7 @@ fn plugin_and_kube_apiserver_restarts_under_load_lose_no_secret_and_fail_no_read
     plane.stop_apiserver(0);
     plane.start_apiserver(0).unwrap();
     plane.wait_apiserver_ready(0).unwrap();
-    let (stop, worker) = start_load(&plane, 0, "secret-d2", &counts);
+    let (stop, worker) = start_load(&plane, 0, &[0], "secret-d2", &counts);
     std::thread::sleep(Duration::from_secs(3));
     stop.store(true, Ordering::SeqCst);
     written.extend(worker.join().unwrap());
@@ -463,4 +475,157 @@ fn with_the_plugin_down_readiness_and_writes_fail_and_recover_without_an_apiserv
     }
     counts.print("plugin_down");
     assert!(counts.write_failed.load(Ordering::SeqCst) >= 1);
+}
+
+/// `fleet-check` over every node: `Some(report)` once it exits with 0.
+fn fleet_agrees(plane: &ControlPlane, nodes: usize) -> Option<serde_json::Value> {
+    let urls: Vec<String> = (0..nodes)
+        .map(|index| plane.node(index).metrics_url())
+        .collect();
+    let mut args = vec!["fleet-check", "--output", "json"];
+    for url in &urls {
+        args.extend(["--metrics-url", url.as_str()]);
+    }
+    let (code, stdout) = plane.plugin_command(&args).unwrap();
+    (code == 0).then(|| serde_json::from_str(&stdout).unwrap())
+}
+
+/// Every Secret in `names` reads back its value through every node.
+fn read_everywhere(plane: &ControlPlane, nodes: usize, counts: &Counts, names: &[String]) {
+    for index in 0..nodes {
+        let api = plane.api(index).unwrap();
+        for name in names {
+            read_back(&api, counts, name);
+        }
+    }
+}
+
+/// `retire-versions --before-version 2` on node `index`'s stopped plugin: plan, then apply.
+fn retire_version_1(plane: &ControlPlane, index: usize) -> serde_json::Value {
+    let config = plane
+        .node(index)
+        .plugin_config()
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let plan_args = [
+        "retire-versions",
+        "--config",
+        &config,
+        "--before-version",
+        "2",
+        "--output",
+        "json",
+    ];
+    let (code, plan) = plane.plugin_command(&plan_args).unwrap();
+    assert_eq!(code, 0, "retire-versions plan on node {index}: {plan}");
+    let plan: serde_json::Value = serde_json::from_str(&plan).unwrap();
+    let hash = plan["stateHash"].as_str().unwrap().to_owned();
+    let mut apply_args = plan_args.to_vec();
+    apply_args.extend(["--apply", "--expected-state-hash", &hash]);
+    let (code, applied) = plane.plugin_command(&apply_args).unwrap();
+    assert_eq!(
+        code, 0,
+        "retire-versions --apply on node {index}: {applied}"
+    );
+    serde_json::from_str(&applied).unwrap()
+}
+
+#[test]
+fn two_kube_apiservers_read_every_secret_through_plugin_replacements_a_rotation_a_migration_and_a_retirement()
+ {
+    let Some(mut plane) = control_plane(2) else {
+        return;
+    };
+    let counts = Arc::new(Counts::default());
+    let fleet = wait_for(OBSERVE_TIMEOUT, POLL, "fleet-check to agree", || {
+        Ok(fleet_agrees(&plane, 2))
+    })
+    .unwrap();
+    assert_eq!(fleet["name"], "fleet-check", "{fleet}");
+
+    // Replace the plugins one node at a time while Secrets are written through node 0 and
+    // read through both nodes.
+    let (stop, worker) = start_load(&plane, 0, &[0, 1], "secret-e", &counts);
+    for index in [0, 1] {
+        std::thread::sleep(Duration::from_secs(2));
+        plane.stop_plugin(index);
+        plane.start_plugin(index).unwrap();
+        wait_for(OBSERVE_TIMEOUT, POLL, "fleet-check to agree", || {
+            Ok(fleet_agrees(&plane, 2))
+        })
+        .unwrap();
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    stop.store(true, Ordering::SeqCst);
+    let mut written = worker.join().unwrap();
+    read_everywhere(&plane, 2, &counts, &written);
+
+    // Rotate: both plugins move to version 2 together (fleet-check agrees on one new hash),
+    // then both kube-apiservers write with it.
+    let old_key_id = stored(&plane, &written[0]).key_id;
+    assert_eq!(plane.bao().rotate_key(), 2);
+    wait_for(OBSERVE_TIMEOUT, POLL, "both plugins on version 2", || {
+        Ok(fleet_agrees(&plane, 2).filter(|_| {
+            (0..2).all(|index| plugin_key_digest(&plane, index) != [key_id_digest(&old_key_id)])
+        }))
+    })
+    .unwrap();
+    let mut new_key_id = String::new();
+    for index in [0, 1] {
+        let api = plane.api(index).unwrap();
+        new_key_id = wait_for(
+            OBSERVE_TIMEOUT,
+            Duration::from_secs(1),
+            "writes under the new key_id",
+            || {
+                let name = format!(
+                    "secret-e-{index}-probe-{}",
+                    counts.written.load(Ordering::SeqCst)
+                );
+                write(&api, &counts, &name);
+                written.push(name.clone());
+                let object = stored(&plane, &name);
+                Ok((object.key_id != old_key_id).then_some(object.key_id))
+            },
+        )
+        .unwrap();
+    }
+    read_everywhere(&plane, 2, &counts, &written);
+
+    // Storage migration: every Secret written again through node 1 is stored under the new
+    // key_id and still reads on both nodes.
+    let api = plane.api(1).unwrap();
+    for name in &written {
+        let (status, body) = api.rewrite_secret(name).unwrap();
+        assert_eq!(status, 200, "rewrite {name}: {body}");
+        assert_eq!(stored(&plane, name).key_id, new_key_id, "{name} migrated");
+    }
+
+    // Retire version 1 on both nodes (plugin stopped for --apply), raise Transit's
+    // min_decryption_version, and read everything through restarted kube-apiservers, whose
+    // DEK caches are empty: each Secret is decrypted through a plugin again.
+    for index in [0, 1] {
+        plane.stop_plugin(index);
+        let report = retire_version_1(&plane, index);
+        assert_eq!(report["applied"], true, "{report}");
+        plane.start_plugin(index).unwrap();
+    }
+    plane.bao().set_min_decryption_version(2);
+    for index in [0, 1] {
+        plane.stop_apiserver(index);
+        plane.start_apiserver(index).unwrap();
+    }
+    for index in [0, 1] {
+        plane.wait_apiserver_ready(index).unwrap();
+    }
+    read_everywhere(&plane, 2, &counts, &written);
+    wait_for(OBSERVE_TIMEOUT, POLL, "fleet-check to agree", || {
+        Ok(fleet_agrees(&plane, 2))
+    })
+    .unwrap();
+
+    counts.print("two_apiservers_runbook");
+    assert_eq!(counts.read_failed.load(Ordering::SeqCst), 0, "{counts:?}");
+    assert_eq!(counts.write_failed.load(Ordering::SeqCst), 0, "{counts:?}");
 }

@@ -294,6 +294,18 @@ pub struct Node {
     apiserver_starts: u32,
 }
 
+impl Node {
+    /// The plugin's configuration file.
+    pub fn plugin_config(&self) -> &Path {
+        &self.plugin_config
+    }
+
+    /// The plugin's metrics URL.
+    pub fn metrics_url(&self) -> String {
+        format!("http://127.0.0.1:{}/metrics", self.metrics_port)
+    }
+}
+
 /// A running control plane; see the module documentation.
 #[derive(Debug)]
 pub struct ControlPlane {
@@ -375,6 +387,34 @@ impl ControlPlane {
         etcd_get(self.etcd_port, key)
     }
 
+    /// The binaries the control plane runs.
+    pub fn binaries(&self) -> &'static Binaries {
+        self.binaries
+    }
+
+    /// Runs `bao-kms-provider <args>` (an operator command) to completion, bounded by
+    /// `timeout(1)`; returns the exit code and stdout.
+    pub fn plugin_command(&self, args: &[&str]) -> Result<(i32, String), Error> {
+        let output = Command::new("timeout")
+            .arg("60")
+            .arg(&self.binaries.plugin)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|error| Error::io("run bao-kms-provider", error))?;
+        if !output.stderr.is_empty() {
+            eprintln!(
+                "bao-kms-provider {}: {}",
+                args.first().copied().unwrap_or_default(),
+                String::from_utf8_lossy(&output.stderr).trim()
+            );
+        }
+        Ok((
+            output.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+        ))
+    }
+
     /// A plain HTTP GET of the plugin of node `index` on its metrics port.
     pub fn plugin_metrics(&self, index: usize) -> Result<String, Error> {
         api::plain_get(self.nodes[index].metrics_port, "/metrics")
@@ -384,7 +424,7 @@ impl ControlPlane {
         let dir = private_dir(&self.dir.path().join(format!("node-{index}")))?;
         let run = private_dir(&dir.join("run"))?;
         private_dir(&dir.join("state"))?;
-        let mut node = Node {
+        let node = Node {
             index,
             socket: run.join("kms.sock"),
             metrics_port: free_port(),
@@ -417,7 +457,6 @@ impl ControlPlane {
             ),
             0o600,
         )?;
-        node.plugin_starts = 0;
         Ok(node)
     }
 
