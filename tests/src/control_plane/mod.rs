@@ -344,18 +344,26 @@ impl ControlPlane {
             lineage,
             dir,
         };
-        for index in 0..nodes {
-            let node = plane.new_node(index)?;
-            plane.nodes.push(node);
-            plane.start_plugin(index)?;
-        }
-        for index in 0..nodes {
-            plane.start_apiserver(index)?;
-        }
-        for index in 0..nodes {
-            plane.wait_apiserver_ready(index)?;
+        if let Err(error) = plane.bring_up(nodes) {
+            plane.print_logs();
+            return Err(error);
         }
         Ok(plane)
+    }
+
+    fn bring_up(&mut self, nodes: usize) -> Result<(), Error> {
+        for index in 0..nodes {
+            let node = self.new_node(index)?;
+            self.nodes.push(node);
+            self.start_plugin(index)?;
+        }
+        for index in 0..nodes {
+            self.start_apiserver(index)?;
+        }
+        for index in 0..nodes {
+            self.wait_apiserver_ready(index)?;
+        }
+        Ok(())
     }
 
     /// The OpenBao server.
