@@ -3,6 +3,8 @@
 //! No request logic lives here. Every field is handed to the core as plain data, the core
 //! validates and decides, and [`status_for`] is the one place a refusal becomes a gRPC status.
 
+pub mod authority;
+
 use std::time::Duration;
 
 use bao_kms_core::grpc_timeout::parse_grpc_timeout;

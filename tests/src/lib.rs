@@ -8,10 +8,16 @@
 //! - [`apiserver`]: a kube-apiserver emulator that polls Status, encrypts a fresh seed whenever
 //!   the key_id changes, checks the protocol limits of every answer and decrypts what it stored.
 //!
+//! - [`openbao_dev`]: a real OpenBao dev server for a test, port picking, watchdog shells.
+//! - [`control_plane`]: a real Kubernetes control plane (etcd, kube-apiserver with a KMS v2
+//!   `EncryptionConfiguration`) in front of real plugins and a real OpenBao.
+//!
 //! The model is for the core's simulations only; integration tests use a real OpenBao.
 
 pub mod apiserver;
+pub mod control_plane;
 pub mod invariants;
 pub mod kube_apiserver;
+pub mod openbao_dev;
 pub mod sim;
 pub mod transit_model;

@@ -13,6 +13,7 @@ use bao_kms_core::Provider;
 use bao_kms_core::limits::MAX_GRPC_MESSAGE_BYTES;
 use bao_kms_proto::KeyManagementServiceServer;
 use tokio::sync::watch;
+use tokio_stream::StreamExt as _;
 use tokio_stream::wrappers::UnixListenerStream;
 
 use super::version::{PLUGIN_VERSION, build_info};
@@ -152,9 +153,14 @@ async fn start(config: Config) -> Result<ExitCode, StartFailure> {
     let grpc = tokio::spawn(
         tonic::transport::Server::builder()
             .add_service(server)
-            .serve_with_incoming_shutdown(UnixListenerStream::new(listener), async {
-                let _ = grpc_stopped.await;
-            }),
+            // Every connection through the `:authority` fix: see `grpc::authority`.
+            .serve_with_incoming_shutdown(
+                UnixListenerStream::new(listener)
+                    .map(|accepted| accepted.map(crate::grpc::authority::AuthorityFix::new)),
+                async {
+                    let _ = grpc_stopped.await;
+                },
+            ),
     );
     if let Err(error) = socket::notify_ready() {
         tracing::warn!(message = "serve.notify_failed", error = %error);
