@@ -94,7 +94,8 @@ report_failure() {
   log "$target failed; the panic and the assertion that failed:"
   if grep -q 'panicked at' "$output"; then
     # The first panic, with the message and assertion lines that follow it.
-    awk '/panicked at/ { show = 1 } show && shown < 25 { print; shown++ }' "$output" >&2
+    awk '/panicked at/ { show = 1 } show && /^(==[0-9]+==|note: )/ { exit }
+      show && shown < 25 { print; shown++ }' "$output" >&2
   else
     echo "  (no Rust panic in the output)" >&2
   fi
