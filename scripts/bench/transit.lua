@@ -1,7 +1,7 @@
 -- wrk script: raw OpenBao Transit calls, the baseline the plugin is compared with.
 --
 --   wrk -t1 -cC -dD --latency -s scripts/bench/transit.lua https://127.0.0.1:PORT \
---       -- MODE CORPUS TOKEN_FILE MOUNT KEY [BATCH_ITEMS]
+--       -- MODE CORPUS TOKEN_FILE MOUNT KEY [BATCH_ITEMS [THINK_MS]]
 --
 -- MODE is `decrypt` (one ciphertext per request), `batch` (one `batch_input` of BATCH_ITEMS
 -- ciphertexts per request, the body the plugin sends) or `encrypt` (one plaintext per request,
@@ -15,6 +15,9 @@
 -- An answer counts as good only when its status is 200 and its body is what a success carries
 -- (a plaintext, a ciphertext, or batch results without an error). Transit refuses a ciphertext
 -- presented with other AAD bytes, so good decrypts also prove the AAD is the plugin's.
+--
+-- THINK_MS > 0 makes every connection wait that long before each request (wrk's delay()): a
+-- paced client, to see how fast OpenBao answers a request that finds it idle.
 --
 -- At the end one line `WRK_RESULT {json}` reports counts and latency percentiles (microseconds)
 -- for kms_bench to parse.
@@ -47,8 +50,16 @@ function init(args)
   mode = args[1]
   local corpus, token_file, mount, key = args[2], args[3], args[4], args[5]
   batch_items = tonumber(args[6] or "64")
+  local think_ms = tonumber(args[7] or "0")
+  if think_ms > 0 then
+    -- Defined only when wanted: with delay() present wrk schedules every request on a timer.
+    delay = function()
+      return think_ms
+    end
+  end
   assert(mode == "decrypt" or mode == "batch" or mode == "encrypt", "unknown mode " .. tostring(mode))
-  assert(corpus and token_file and mount and key, "usage: MODE CORPUS TOKEN_FILE MOUNT KEY [BATCH_ITEMS]")
+  assert(corpus and token_file and mount and key,
+    "usage: MODE CORPUS TOKEN_FILE MOUNT KEY [BATCH_ITEMS [THINK_MS]]")
   token = read_lines(token_file)[1]
   assert(token, "empty token file")
   items = {}

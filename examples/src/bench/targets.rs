@@ -16,6 +16,7 @@ pub(crate) const DECRYPT_ONE_C8: &str = "decrypt-one-c8";
 pub(crate) const STORM_C64: &str = "storm-c64";
 pub(crate) const RAW_ENCRYPT_C1: &str = "raw-encrypt-c1";
 pub(crate) const RAW_DECRYPT_C1: &str = "raw-decrypt-c1";
+pub(crate) const RAW_DECRYPT_C1_PACED: &str = "raw-decrypt-c1-paced";
 pub(crate) const RAW_DECRYPT_C8: &str = "raw-decrypt-c8";
 pub(crate) const RAW_DECRYPT_C64: &str = "raw-decrypt-c64";
 pub(crate) const RAW_BATCH_C4: &str = "raw-batch64-c4";

@@ -34,6 +34,9 @@ pub(crate) enum Mode {
     Encrypt,
     /// One Decrypt of one ciphertext.
     Decrypt,
+    /// One Decrypt of one ciphertext after this many milliseconds of think time per connection:
+    /// how fast OpenBao answers a request that finds it idle.
+    DecryptPaced(u64),
     /// One `batch_input` decrypt of this many ciphertexts.
     Batch(usize),
 }
@@ -62,10 +65,11 @@ pub(crate) fn run(
     connections: usize,
     seconds: u64,
 ) -> anyhow::Result<WrkRun> {
-    let (mode_name, items) = match mode {
-        Mode::Encrypt => ("encrypt", 1),
-        Mode::Decrypt => ("decrypt", 1),
-        Mode::Batch(items) => ("batch", items),
+    let (mode_name, items, think_ms) = match mode {
+        Mode::Encrypt => ("encrypt", 1, 0),
+        Mode::Decrypt => ("decrypt", 1, 0),
+        Mode::DecryptPaced(think_ms) => ("decrypt", 1, think_ms),
+        Mode::Batch(items) => ("batch", items, 0),
     };
     // One wrk thread: the load generator gets at most one of the machine's cores, like the
     // plugin's load generator (one tokio thread).
@@ -86,6 +90,7 @@ pub(crate) fn run(
         .arg(&setup.mount)
         .arg(&setup.key)
         .arg(items.to_string())
+        .arg(think_ms.to_string())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
