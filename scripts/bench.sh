@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Benchmark: a local OpenBao dev server with TLS, the release plugin serving on a Unix socket,
-# and target/release/kms_bench measuring the plugin over the socket side by side with raw
-# Transit calls to the same OpenBao, the plugin's memory, and its restart time. Everything runs
-# on 127.0.0.1, is bounded (about a minute) and is stopped on exit. See docs/benchmarks.md.
+# Benchmark (issue 9): a local OpenBao dev server with TLS, the release plugin serving on a Unix
+# socket, and target/release/kms_bench measuring the plugin over the socket side by side with
+# raw Transit driven by wrk (scripts/bench/transit.lua) against the same OpenBao, in one run:
+# 5 s per cell, the plugin's memory, ratios to raw and the issue's targets (PASS/FAIL).
+# Everything runs on 127.0.0.1, is bounded (about 1.5 minutes after the build) and is stopped on
+# exit. See docs/benchmarks.md.
 #
-# Usage: ./scripts/bench.sh [kms_bench options, e.g. --json or --sequential 500]
+# Usage: ./scripts/bench.sh [kms_bench options, e.g. --json or --cell-seconds 3]
 #   BENCH_NO_BUILD=1 reuses target/release/{bao-kms-provider,kms_bench} as they are.
 set -euo pipefail
 
@@ -38,9 +40,24 @@ trap cleanup EXIT INT TERM
 
 read -r BAO_PORT METRICS_PORT HEALTH_PORT < <(free_ports)
 
+# The raw Transit baseline is wrk (Debian package `wrk`), an HTTP load tool independent of the
+# plugin's code.
+if ! command -v wrk >/dev/null 2>&1; then
+  log "wrk is missing; installing the Debian package"
+  if command -v apt-get >/dev/null 2>&1 && [[ $(id -u) -eq 0 ]]; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk >&2 \
+      || { apt-get update -q >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk >&2; } \
+      || die "apt-get could not install wrk; install it (Debian/Ubuntu: apt-get install wrk)"
+  else
+    die "wrk is required for the raw Transit baseline; install it (Debian/Ubuntu: apt-get install wrk)"
+  fi
+fi
+WRK="$(command -v wrk)" || die "wrk is still not on PATH"
+
 log "installing OpenBao 2.7.2 if needed"
 BAO_BIN="$(bash scripts/install-bao.sh)"
 export BAO_BIN
+BAO_VERSION="$("$BAO_BIN" version 2>/dev/null | head -n 1 || true)"
 
 PLUGIN="$ROOT/target/release/bao-kms-provider"
 BENCH="$ROOT/target/release/kms_bench"
@@ -115,12 +132,19 @@ for _ in $(seq 1 300); do
 done
 [[ -S "$SOCKET" ]] || die "the plugin did not bind its socket within 30 s"
 
-log "running kms_bench (about a minute; progress on stderr, results on stdout)"
+log "running kms_bench (about 80 s; progress on stderr, results on stdout)"
+# $WORK/bao/token is a token with the plugin's kms-plugin policy (openbao-setup-transit.sh), the
+# same rights as the AppRole token the plugin logs in for; wrk sends it in X-Vault-Token.
 "$BENCH" \
   --config "$WORK/etc/config.yaml" \
   --socket "$SOCKET" \
   --pid "$PLUGIN_PID" \
   --bao-dir "$WORK/bao" \
+  --openbao-version "${BAO_VERSION:-unknown}" \
+  --token-file "$WORK/bao/token" \
+  --wrk "$WRK" \
+  --wrk-script "$ROOT/scripts/bench/transit.lua" \
+  --work-dir "$WORK" \
   --plugin-bin "$PLUGIN" \
   --plugin-log "$WORK/plugin-restarts.log" \
   "$@"

@@ -1,5 +1,6 @@
 //! Closed-loop load: `concurrency` workers take the next request index from a shared counter
-//! until `count` requests were sent or the time budget is spent, timing each request.
+//! until `count` requests were sent or the time budget is spent, timing each request. Measured
+//! cells are bounded by time only (`count` is `usize::MAX`); warm-ups by a count.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -75,11 +76,6 @@ impl<T> Outcome<T> {
             self.first_error = other.first_error;
         }
     }
-
-    /// Requests that were answered (successfully or not).
-    pub(crate) fn attempted(&self) -> usize {
-        self.latencies.len() + usize::try_from(self.errors).unwrap_or(usize::MAX)
-    }
 }
 
 /// Runs `op(index)` for every index on `plan.concurrency` tasks of the current runtime.
@@ -120,44 +116,6 @@ where
             Err(error) => total.fail(format!("worker failed: {error}")),
         }
     }
-    total.wall = now().saturating_duration_since(started);
-    total
-}
-
-/// Runs the blocking `op(index)` for every index on `plan.concurrency` OS threads.
-pub(crate) fn run_blocking<T, F>(plan: Plan, op: F) -> Outcome<T>
-where
-    T: Send,
-    F: Fn(usize) -> Result<T, String> + Sync,
-{
-    let next = AtomicUsize::new(0);
-    let started = now();
-    let stop_at = started + plan.budget;
-    let mut total = Outcome::empty();
-    std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..plan.concurrency.max(1))
-            .map(|_| {
-                scope.spawn(|| {
-                    let mut part = Outcome::empty();
-                    loop {
-                        let index = next.fetch_add(1, Ordering::Relaxed);
-                        if index >= plan.count || now() >= stop_at {
-                            break;
-                        }
-                        let sent = now();
-                        part.record(sent, op(index));
-                    }
-                    part
-                })
-            })
-            .collect();
-        for worker in workers {
-            match worker.join() {
-                Ok(part) => total.merge(part),
-                Err(_) => total.fail("worker panicked".to_owned()),
-            }
-        }
-    });
     total.wall = now().saturating_duration_since(started);
     total
 }

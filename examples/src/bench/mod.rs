@@ -1,12 +1,15 @@
-//! Building blocks of `kms_bench`: load generation, the two clients (the plugin over its socket
-//! and raw Transit), `/proc` readings, restart timing and the report.
+//! Building blocks of `kms_bench`: load generation over the plugin's socket, the raw Transit
+//! baseline (`wrk` with `scripts/bench/transit.lua`) and the corpus it reads, `/proc`
+//! readings, restart timing, the report and the targets.
 
+pub(crate) mod corpus;
 pub(crate) mod load;
 pub(crate) mod plugin;
 pub(crate) mod procfs;
-pub(crate) mod raw;
 pub(crate) mod report;
 pub(crate) mod startup;
+pub(crate) mod targets;
+pub(crate) mod wrk;
 
 use std::time::Instant;
 

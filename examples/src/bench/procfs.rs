@@ -51,6 +51,24 @@ pub(crate) fn cpu_ticks(pid: &str) -> Option<u64> {
     Some(utime + stime)
 }
 
+/// CPU time of this process's children that have been waited for (`cutime` + `cstime`), in
+/// ticks: the `wrk` runs, counted once each has exited.
+pub(crate) fn children_ticks() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let (_, fields) = text.rsplit_once(')')?;
+    let mut fields = fields.split_whitespace();
+    // After ')': field 3 is the first; cutime is field 16, cstime field 17.
+    let cutime: u64 = fields.nth(13)?.parse().ok()?;
+    let cstime: u64 = fields.next()?.parse().ok()?;
+    Some(cutime + cstime)
+}
+
+/// Resets `VmHWM` of `pid` to its current RSS (`clear_refs` value 5, Linux 4.0+), so a later
+/// `VmHWM` is the peak of what happened in between. False when the kernel refuses.
+pub(crate) fn reset_peak(pid: u32) -> bool {
+    std::fs::write(format!("/proc/{pid}/clear_refs"), b"5").is_ok()
+}
+
 /// Busy time of the whole machine (all CPUs), in ticks: everything but idle and iowait, with
 /// steal (time the hypervisor gave to someone else) included.
 pub(crate) fn machine_busy_ticks() -> Option<u64> {
