@@ -166,6 +166,30 @@ impl DriverHandle {
 /// per-method concurrency limits) keep the real number well below it.
 const MAX_TRANSIT_CALLS: usize = crate::openbao::http::MAX_CALLS_IN_FLIGHT;
 
+/// Makes one Transit call on the current (blocking) thread with the time left before
+/// `deadline`, and reports its duration: a call never outlives the requests it serves.
+fn run_call(
+    transit: &dyn TransitExecutor,
+    events: &dyn EventSink,
+    call: bao_kms_core::provider::CallId,
+    request: &TransitRequest,
+    deadline: Instant,
+) -> Completion {
+    let operation = request.operation().as_str();
+    let started = clock::now();
+    let budget = deadline.saturating_duration_since(started);
+    let result = transit.execute(request, budget);
+    let status = match &result {
+        Ok(_) => "ok",
+        Err(failure) => failure.class.as_str(),
+    };
+    let seconds = clock::now()
+        .saturating_duration_since(started)
+        .as_secs_f64();
+    events.transit_call(operation, status, seconds);
+    Completion::Transit { call, result }
+}
+
 /// What came back from the blocking pool.
 enum Completion {
     Transit {
@@ -316,39 +340,39 @@ impl Driver {
     ) {
         let transit = Arc::clone(&self.transit);
         let events = Arc::clone(&self.events);
+        // The permit bounds blocking threads. The core's own limits keep calls well below it,
+        // so a permit is normally free and the call goes straight to a blocking thread (one
+        // hand-off less); otherwise a task waits for one, no longer than the call's deadline.
+        if let Ok(permit) = Arc::clone(&self.permits).try_acquire_owned() {
+            self.tasks.spawn_blocking(move || {
+                let _permit = permit;
+                run_call(&*transit, &*events, call, &request, deadline)
+            });
+            return;
+        }
         let permits = Arc::clone(&self.permits);
         self.tasks.spawn(async move {
-            // The permit bounds blocking threads; the wait for it ends at the call's deadline.
             let permit = tokio::time::timeout_at(
                 tokio::time::Instant::from_std(deadline),
                 permits.acquire_owned(),
             )
             .await;
-            let Ok(Ok(_permit)) = permit else {
+            let Ok(Ok(permit)) = permit else {
                 let timeout = TransitFailure::new(bao_kms_core::FailureClass::Timeout);
                 return Completion::Transit {
                     call,
                     result: Err(timeout),
                 };
             };
-            let operation = request.operation().as_str();
-            let started = clock::now();
-            // Only the time that is left: a call never outlives the requests it serves.
-            let budget = deadline.saturating_duration_since(started);
-            let result = tokio::task::spawn_blocking(move || transit.execute(&request, budget))
-                .await
-                .unwrap_or_else(|_| {
-                    Err(TransitFailure::new(bao_kms_core::FailureClass::Unavailable))
-                });
-            let status = match &result {
-                Ok(_) => "ok",
-                Err(failure) => failure.class.as_str(),
-            };
-            let seconds = clock::now()
-                .saturating_duration_since(started)
-                .as_secs_f64();
-            events.transit_call(operation, status, seconds);
-            Completion::Transit { call, result }
+            tokio::task::spawn_blocking(move || {
+                let _permit = permit;
+                run_call(&*transit, &*events, call, &request, deadline)
+            })
+            .await
+            .unwrap_or_else(|_| Completion::Transit {
+                call,
+                result: Err(TransitFailure::new(bao_kms_core::FailureClass::Unavailable)),
+            })
         });
     }
 

@@ -6,7 +6,7 @@
 //! form exactly when calls are already in flight, and their size follows the load. Identical
 //! requests (same ciphertext and AAD) share one item, whether it is queued or in flight.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 
 use crate::transit::BatchDecryptItem;
 
@@ -27,6 +27,9 @@ pub(super) struct DecryptItem {
 #[derive(Debug)]
 pub(super) struct DecryptQueue {
     waiting: VecDeque<DecryptItem>,
+    /// The keys in `waiting`: in a storm of distinct Decrypts almost every lookup misses, and
+    /// this answers a miss without comparing long ciphertexts item by item.
+    keys: BTreeSet<CoalesceKey>,
     calls_in_flight: u32,
     max_items: usize,
     max_calls: u32,
@@ -38,6 +41,7 @@ impl DecryptQueue {
     pub(super) fn new(max_items: u32, max_calls: u32) -> Self {
         Self {
             waiting: VecDeque::new(),
+            keys: BTreeSet::new(),
             calls_in_flight: 0,
             max_items: usize::try_from(max_items.max(1)).unwrap_or(usize::MAX),
             max_calls: max_calls.max(1),
@@ -46,6 +50,9 @@ impl DecryptQueue {
 
     /// Adds `request` to the queued item with the same key, if there is one.
     pub(super) fn join(&mut self, key: &CoalesceKey, request: RequestId) -> bool {
+        if !self.keys.contains(key) {
+            return false;
+        }
         match self.waiting.iter_mut().find(|queued| &queued.key == key) {
             Some(queued) => {
                 queued.waiters.push(request);
@@ -57,6 +64,7 @@ impl DecryptQueue {
 
     /// Queues a new distinct Decrypt.
     pub(super) fn push(&mut self, key: CoalesceKey, item: BatchDecryptItem, request: RequestId) {
+        self.keys.insert(key.clone());
         self.waiting.push_back(DecryptItem {
             key,
             item,
@@ -72,7 +80,11 @@ impl DecryptQueue {
         }
         let take = self.waiting.len().min(self.max_items);
         self.calls_in_flight += 1;
-        Some(self.waiting.drain(..take).collect())
+        let items: Vec<DecryptItem> = self.waiting.drain(..take).collect();
+        for item in &items {
+            self.keys.remove(&item.key);
+        }
+        Some(items)
     }
 
     /// A call taken with [`Self::next_call`] ended (answered, given up or abandoned).
@@ -86,7 +98,14 @@ impl DecryptQueue {
         for queued in &mut self.waiting {
             queued.waiters.retain(|id| still_waiting(*id));
         }
-        self.waiting.retain(|queued| !queued.waiters.is_empty());
+        let keys = &mut self.keys;
+        self.waiting.retain(|queued| {
+            let keep = !queued.waiters.is_empty();
+            if !keep {
+                keys.remove(&queued.key);
+            }
+            keep
+        });
     }
 
     /// Requests waiting in the queue (not in flight).
@@ -98,6 +117,7 @@ impl DecryptQueue {
     /// Drops everything queued (shutdown); in-flight calls are unaffected.
     pub(super) fn clear(&mut self) {
         self.waiting.clear();
+        self.keys.clear();
     }
 }
 
