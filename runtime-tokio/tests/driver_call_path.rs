@@ -3,7 +3,12 @@
 //! waits for is never sent), and a call waits for a blocking thread no longer than its deadline.
 //! Transit is the test kit's model behind a gate the test opens.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::wildcard_enum_match_arm
+)]
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};

@@ -72,7 +72,7 @@ fn free_raft_ports() -> u16 {
     for _ in 0..200 {
         let base = free_ports(26_000, 1500, true);
         let rest = (2..6).all(|offset| TcpListener::bind(("127.0.0.1", base + offset)).is_ok());
-        if rest && base % 2 == 0 {
+        if rest && base.is_multiple_of(2) {
             return base;
         }
     }
