@@ -33,7 +33,7 @@ use serde_json::json;
 use serde_norway::{Mapping, Value};
 
 use super::version::{PLUGIN_VERSION, build_info};
-use super::{ExitCode, InitModel, policy};
+use super::{ExitCode, InitModel, out, policy};
 use crate::config::{self, AuthMethod, Config, Overrides};
 
 /// The arguments of `init`.
@@ -79,27 +79,31 @@ pub(super) fn run(args: &InitArgs<'_>) -> ExitCode {
         eprintln!("init: {message}");
         return ExitCode::Failure;
     }
-    println!(
-        "init: wrote {} files to {} (model {})",
+    let mut report = format!(
+        "init: wrote {} files to {} (model {})\n",
         plan.files.len(),
         args.out.display(),
         model_name(args.model)
     );
     for file in &plan.files {
-        println!("  {:04o} {}", file.mode, file.name);
+        let _ = writeln!(report, "  {:04o} {}", file.mode, file.name);
     }
-    println!("identity fingerprint: {}", plan.fingerprint);
+    let _ = writeln!(report, "identity fingerprint: {}", plan.fingerprint);
     if plan.new_key {
-        println!("new key lineage id: {}", plan.lineage_id);
+        let _ = writeln!(report, "new key lineage id: {}", plan.lineage_id);
     } else {
-        println!("key lineage id: {} (from the values file)", plan.lineage_id);
+        let _ = writeln!(
+            report,
+            "key lineage id: {} (from the values file)",
+            plan.lineage_id
+        );
     }
-    println!("policy name: {}", plan.policy_name);
-    println!(
+    let _ = writeln!(report, "policy name: {}", plan.policy_name);
+    report.push_str(
         "next: review openbao-setup.sh and run it as an OpenBao administrator, then run \
-         node-setup.sh as root on every control-plane node; installation.json lists every step"
+         node-setup.sh as root on every control-plane node; installation.json lists every step\n",
     );
-    ExitCode::Success
+    out::text_then(&report, ExitCode::Success)
 }
 
 /// Why `init` stopped before writing.
@@ -397,6 +401,17 @@ fn read_values(path: &Path) -> Result<Value, Failure> {
         .map_err(unreadable)?;
     if text.len() as u64 > MAX_VALUES_BYTES {
         return Err(Failure::values("the values file is larger than 1 MiB"));
+    }
+    // The strict decode (unknown keys, wrong types) runs on the text as written, so its line
+    // and column point into the operator's file; later steps re-serialise the values, which
+    // would move every position. Field-level problems wait until the defaults are filled.
+    if let Err(error) = config::parse_str(&text, &Overrides::default(), &|_| None)
+        && error
+            .problems()
+            .iter()
+            .any(|problem| problem.field().is_empty())
+    {
+        return Err(Failure::values(error.to_string()));
     }
     let value: Value = serde_norway::from_str(&text)
         .map_err(|error| Failure::values(format!("config invalid; {error}")))?;

@@ -145,10 +145,9 @@ fn number_nanos(whole: &str, fraction: &str, unit_nanos: u128) -> Result<u128, D
     let whole_nanos = value
         .checked_mul(unit_nanos)
         .ok_or(DurationError::OutOfRange)?;
-    let fraction_nanos = fraction
-        .bytes()
-        .rev()
-        .fold(0, |tail, digit| (u128::from(digit - b'0') * unit_nanos + tail) / 10);
+    let fraction_nanos = fraction.bytes().rev().fold(0, |tail, digit| {
+        (u128::from(digit - b'0') * unit_nanos + tail) / 10
+    });
     whole_nanos
         .checked_add(fraction_nanos)
         .ok_or(DurationError::OutOfRange)
@@ -225,7 +224,10 @@ mod tests {
         // Fuzz finding (issue 15): 56 fraction digits in hours overflowed the old arithmetic.
         // 0.8111…1888…h is a hair above 73/90 h = 2920 s, so it truncates to exactly 2920 s.
         let finding = format!(".8{}{}h", "1".repeat(46), "8".repeat(9));
-        assert_eq!(parse_duration(&finding).unwrap(), Duration::from_secs(2_920));
+        assert_eq!(
+            parse_duration(&finding).unwrap(),
+            Duration::from_secs(2_920)
+        );
         // A hair below a whole nanosecond stays below it, however long the fraction.
         let just_below = format!("1.{}h", "9".repeat(200));
         assert_eq!(
