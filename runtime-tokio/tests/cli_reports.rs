@@ -239,3 +239,73 @@ fn doctor_fails_an_encryption_config_timeout_not_above_openbao_timeout() {
         }
     }
 }
+
+/// A JWT configuration (no key this project added) whose node has no state yet.
+fn jwt_config(dir: &Path) -> PathBuf {
+    let path = dir.join("jwt.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "configVersion: v1alpha1
+openbao:
+  address: https://127.0.0.1:1
+  caCertFile: /etc/openbao-kms/tls/ca.crt
+  tlsServerName: localhost
+  instanceId: bao-prod-a
+auth:
+  method: jwt
+  jwt:
+    mountPath: auth/jwt
+    role: kms
+    jwtFile: /var/lib/openbao-kms/identity.jwt
+state:
+  path: {}
+transit:
+  mountPath: transit
+  keyName: kms-key
+  keyIdScope:
+    providerName: openbao-kms-a
+    clusterId: workload-a
+    transitMountId: transit-prod-primary
+    keyLineageId: 01HXEXAMPLEKEYLINEAGEID
+",
+            dir.join("state/registry.json").display()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+#[test]
+fn the_shipped_preview_manifests_are_read_and_judged_by_upgrade_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let compat = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/compat");
+    let jwt = jwt_config(dir.path());
+    let token = offline_config(dir.path(), "");
+    for preview in 1..=3 {
+        let manifest = compat.join(format!("0.1.0-preview.{preview}.toml"));
+        let run = |config: &Path| {
+            let output = binary()
+                .args(["upgrade-check", "--output", "json", "--config"])
+                .arg(config)
+                .arg("--target-manifest")
+                .arg(&manifest)
+                .output()
+                .unwrap();
+            (output.status.code(), json(&output))
+        };
+        // No state and no added configuration key: nothing the preview cannot read.
+        let (code, report) = run(&jwt);
+        assert_eq!(code, Some(0), "{report}");
+        assert_eq!(
+            check(&report, "upgrade.direction")["message"],
+            format!("rollback from 0.1.0 to 0.1.0-preview.{preview}")
+        );
+        // auth.token is this project's addition: every preview release refuses it.
+        let (code, report) = run(&token);
+        assert_eq!(code, Some(4), "{report}");
+        let config = check(&report, "upgrade.config");
+        assert_eq!(config["status"], "fail");
+        assert!(config["message"].as_str().unwrap().contains("auth.token"));
+    }
+}
