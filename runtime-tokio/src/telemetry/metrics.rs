@@ -409,16 +409,12 @@ impl Metrics {
         );
         // The conventional process series, so uptime and restarts can be alerted on with the
         // queries operators already use for other exporters.
-        let process_start_time = F64Gauge::default();
-        process_start_time.set(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0.0, |since| since.as_secs_f64()),
-        );
+        let process_start_time = Gauge::<i64>::default();
+        process_start_time.set(crate::clock::wall_clock_unix());
         registry.register(
             "process_start_time_seconds",
             "Start time of the process since the Unix epoch in seconds",
-            process_start_time.clone(),
+            process_start_time,
         );
         let process_open_fds = Gauge::default();
         registry.register(
