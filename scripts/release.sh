@@ -336,6 +336,7 @@ PY
   fi
   if need systemd-sysusers "the sysusers.d and tmpfiles.d entries"; then
     # What postinst does, applied to the throwaway root: the users, groups and directories.
+    mkdir -p "$root/etc"
     systemd-sysusers --root="$root" "$root/usr/lib/sysusers.d/openbao-kms.conf"
     grep -q '^openbao-kms:' "$root/etc/passwd" || die "sysusers.d did not create openbao-kms"
     grep -q '^openbao-kms-socket:' "$root/etc/group" || die "sysusers.d did not create openbao-kms-socket"
