@@ -111,6 +111,20 @@ fn a_closed_stdout_never_panics_and_keeps_each_commands_exit_code() {
             0,
         ),
         (vec!["--help"], 0),
+        // Reports printed although OpenBao is unreachable and the target is missing.
+        (vec!["doctor", "--config", config], 4),
+        (
+            vec![
+                "upgrade-check",
+                "--config",
+                config,
+                "--target-manifest",
+                "/nonexistent/release.toml",
+                "--output",
+                "json",
+            ],
+            4,
+        ),
     ];
     for (args, code) in cases {
         let output = run_with_closed_stdout(&args);
