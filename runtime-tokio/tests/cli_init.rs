@@ -709,7 +709,7 @@ fn init_renders_the_deploy_unit_unchanged_for_the_deploy_example_values() {
 }
 
 #[test]
-fn the_init_static_pod_keeps_the_resources_and_hardening_of_the_deploy_manifest() {
+fn init_renders_the_deploy_static_pod_unchanged_for_the_deploy_example_values() {
     let ws = Workspace::new();
     let values =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/config/provider-static-pod.yaml");
@@ -729,34 +729,15 @@ fn the_init_static_pod_keeps_the_resources_and_hardening_of_the_deploy_manifest(
         ],
     );
     assert_eq!(output.status.code(), Some(0), "{output:?}");
-    let generated: serde_norway::Value =
-        serde_norway::from_str(&ws.read("bao-kms-provider.yaml")).unwrap();
-    let documented: serde_norway::Value =
-        serde_norway::from_str(&deploy_file("static-pod/bao-kms-provider.yaml")).unwrap();
-    let container = |pod: &serde_norway::Value| pod["spec"]["containers"][0].clone();
-    for key in ["resources", "image", "command", "args"] {
-        assert_eq!(
-            container(&generated)[key],
-            container(&documented)[key],
-            "{key}"
-        );
-    }
-    let hardening = |pod: &serde_norway::Value| {
-        let mut context = container(pod)["securityContext"].clone();
-        // `privileged: false` is the default; the deploy file spells it out.
-        if let Some(map) = context.as_mapping_mut() {
-            map.remove("privileged");
-        }
-        context
-    };
-    assert_eq!(hardening(&generated), hardening(&documented));
-    for key in [
-        "securityContext",
-        "hostNetwork",
-        "priorityClassName",
-        "terminationGracePeriodSeconds",
-        "automountServiceAccountToken",
-    ] {
-        assert_eq!(generated["spec"][key], documented["spec"][key], "{key}");
-    }
+    let generated = ws.read("bao-kms-provider.yaml");
+    let documented = deploy_file("static-pod/bao-kms-provider.yaml");
+    assert_eq!(
+        from_line(&generated, "apiVersion: v1"),
+        from_line(&documented, "apiVersion: v1")
+    );
+    // What the issue asked to keep: the container's resources.
+    let pod: serde_norway::Value = serde_norway::from_str(&generated).unwrap();
+    let resources = &pod["spec"]["containers"][0]["resources"];
+    assert_eq!(resources["requests"]["memory"], "64Mi");
+    assert_eq!(resources["limits"]["memory"], "256Mi");
 }
