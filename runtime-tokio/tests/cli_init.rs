@@ -706,6 +706,12 @@ fn init_renders_the_deploy_unit_unchanged_for_the_deploy_example_values() {
         from_line(&documented, "[Unit]")
     );
     assert!(generated.contains("from\n# deploy/systemd/bao-kms-provider.service"));
+    for name in ["encryption-config.yaml", "encryption-config-readers.yaml"] {
+        let generated = ws.read(name);
+        let documented = deploy_file(&format!("kubernetes/{name}"));
+        let body = |text: &str| text[text.find("apiVersion: ").unwrap()..].to_owned();
+        assert_eq!(body(&generated), body(&documented), "{name}");
+    }
 }
 
 #[test]
