@@ -304,7 +304,11 @@ verify() {
     "./usr/share/doc/$NAME/copyright"; do
     grep -Eq -- "$path\$" "$WORK/contents" || die "package lacks $path"
   done
-  dpkg-deb --ctrl-tarfile "$deb" | tar -t | grep -q '^./postinst$' || die "package lacks postinst"
+  # Listed to a file first: `grep -q` closing the pipe early would fail the pipeline.
+  dpkg-deb --ctrl-tarfile "$deb" | tar -t >"$WORK/control-files"
+  for path in ./postinst ./prerm ./postrm ./md5sums; do
+    grep -qx -- "$path" "$WORK/control-files" || die "package lacks $path"
+  done
 
   log "install into a throwaway root"
   local root="$WORK/root"
