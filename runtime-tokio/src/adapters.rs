@@ -183,6 +183,10 @@ impl EventSink for TelemetryObserver {
         self.metrics
             .record_openbao(operation, status, Duration::from_secs_f64(seconds));
     }
+
+    fn transit_latest_version(&self, version: u64) {
+        self.metrics.set_transit_latest_version(version);
+    }
 }
 
 impl RpcObserver for TelemetryObserver {

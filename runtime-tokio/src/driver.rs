@@ -49,6 +49,8 @@ pub trait EventSink: Send + Sync + 'static {
     fn event(&self, event: &Event);
     /// Called when a Transit call finished, with its duration.
     fn transit_call(&self, operation: &'static str, status: &'static str, seconds: f64);
+    /// Called with the `latest_version` of every successful key metadata read.
+    fn transit_latest_version(&self, _version: u64) {}
 }
 
 /// The driver's view of the provider after the latest input.
@@ -187,6 +189,9 @@ fn run_call(
         .saturating_duration_since(started)
         .as_secs_f64();
     events.transit_call(operation, status, seconds);
+    if let Ok(TransitResponse::KeyMetadata(metadata)) = &result {
+        events.transit_latest_version(metadata.latest_version);
+    }
     Completion::Transit { call, result }
 }
 

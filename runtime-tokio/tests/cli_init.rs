@@ -239,7 +239,8 @@ fn systemd_init_writes_every_file_with_its_mode_and_prints_the_fingerprint() {
         "ProtectSystem=strict",
         "CapabilityBoundingSet=",
         "ReadWritePaths=/run/openbao-kms /var/lib/openbao-kms/state",
-        "ConditionPathIsDirectory=/run/openbao-kms",
+        "AssertPathIsDirectory=/run/openbao-kms",
+        "AssertPathExists=/etc/openbao-kms/config.yaml",
     ] {
         assert!(unit.lines().any(|l| l == line), "{line} missing:\n{unit}");
     }
@@ -672,4 +673,77 @@ fn the_generated_openbao_setup_script_configures_a_real_openbao_and_can_run_twic
         assert_eq!(run.status.code(), Some(1), "{run:?}");
         assert!(text(&run.stderr).contains("--new-key"));
     }
+}
+
+fn deploy_file(path: &str) -> String {
+    std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../deploy")
+            .join(path),
+    )
+    .unwrap()
+}
+
+/// The text from the first line equal to `from` on.
+fn from_line<'a>(text: &'a str, from: &str) -> &'a str {
+    let at = text
+        .find(&format!("\n{from}\n"))
+        .unwrap_or_else(|| panic!("no {from:?} in\n{text}"));
+    &text[at + 1..]
+}
+
+#[test]
+fn init_renders_the_deploy_unit_unchanged_for_the_deploy_example_values() {
+    let ws = Workspace::new();
+    let values =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/config/provider-systemd.yaml");
+    let output = ws.init(&values, &[]);
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    let generated = ws.read("bao-kms-provider.service");
+    let documented = deploy_file("systemd/bao-kms-provider.service");
+    assert_eq!(
+        from_line(&generated, "[Unit]"),
+        from_line(&documented, "[Unit]")
+    );
+    assert!(generated.contains("from\n# deploy/systemd/bao-kms-provider.service"));
+    for name in ["encryption-config.yaml", "encryption-config-readers.yaml"] {
+        let generated = ws.read(name);
+        let documented = deploy_file(&format!("kubernetes/{name}"));
+        let body = |text: &str| text[text.find("apiVersion: ").unwrap()..].to_owned();
+        assert_eq!(body(&generated), body(&documented), "{name}");
+    }
+}
+
+#[test]
+fn init_renders_the_deploy_static_pod_unchanged_for_the_deploy_example_values() {
+    let ws = Workspace::new();
+    let values =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/config/provider-static-pod.yaml");
+    let image = format!(
+        "registry.example.internal/bao-kms-provider@sha256:{}",
+        "0".repeat(64)
+    );
+    let output = ws.init(
+        &values,
+        &[
+            "--model",
+            "static-pod",
+            "--image",
+            &image,
+            "--socket-gid",
+            "65533",
+        ],
+    );
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    let generated = ws.read("bao-kms-provider.yaml");
+    let documented = deploy_file("static-pod/bao-kms-provider.yaml");
+    assert_eq!(
+        from_line(&generated, "apiVersion: v1"),
+        from_line(&documented, "apiVersion: v1")
+    );
+    // What the issue asked to keep: the container's resources.
+    let pod: serde_norway::Value = serde_norway::from_str(&generated).unwrap();
+    let resources = &pod["spec"]["containers"][0]["resources"];
+    assert_eq!(resources["requests"]["memory"], "64Mi");
+    assert_eq!(resources["limits"]["memory"], "256Mi");
 }

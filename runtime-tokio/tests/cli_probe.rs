@@ -157,7 +157,12 @@ fn probe_passes_against_a_running_plugin_and_fails_on_a_key_id_mismatch() {
     assert_eq!(text.code, Some(0));
     let lines: Vec<&str> = text.stdout.lines().collect();
     assert_eq!(lines[0], "probe");
-    assert_eq!(lines.len(), 1 + IDS.len());
+    assert_eq!(lines.len(), 2 + IDS.len());
+    assert!(
+        lines[lines.len() - 1].starts_with("verdict: "),
+        "{}",
+        text.stdout
+    );
     for (line, id) in lines[1..].iter().zip(IDS) {
         assert!(
             line.starts_with("[pass] ") || line.starts_with("[warn] "),

@@ -110,6 +110,10 @@ async fn a_healthy_plugin_round_trips_a_seed_and_publishes_the_hashes_of_its_sta
             && apiserver_key_id_hash(&status.key_id).len() == 7 + 64
     );
     assert_eq!(metrics.value("openbao_kms_key_version"), Some(1.0));
+    assert_eq!(
+        metrics.value("openbao_kms_transit_latest_version"),
+        Some(1.0)
+    );
     assert_eq!(metrics.value("openbao_kms_ready"), Some(1.0));
 
     let (code, ready) = e2e.ready();
@@ -183,6 +187,10 @@ async fn a_transit_rotation_moves_the_status_key_id_exactly_once_and_every_seed_
         [(apiserver_key_id_hash(&new_key_id), 1.0)]
     );
     assert_eq!(metrics.value("openbao_kms_key_version"), Some(2.0));
+    assert_eq!(
+        metrics.value("openbao_kms_transit_latest_version"),
+        Some(2.0)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

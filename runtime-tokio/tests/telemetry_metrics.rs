@@ -87,6 +87,10 @@ fn every_metric_is_exposed_with_its_type() {
         ("openbao_kms_socket_restarts", "counter"),
         ("openbao_kms_build_info", "gauge"),
         ("openbao_kms_ready", "gauge"),
+        ("openbao_kms_transit_latest_version", "gauge"),
+        ("process_start_time_seconds", "gauge"),
+        ("process_open_fds", "gauge"),
+        ("process_resident_memory_bytes", "gauge"),
     ];
     for (name, kind) in expected {
         let type_line = format!("# TYPE {name} {kind}\n");

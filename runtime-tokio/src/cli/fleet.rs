@@ -6,10 +6,17 @@
 //! (`openbao_kms_rotation_state{state}` at 1) and readiness (`openbao_kms_ready`). The report
 //! has one `node.<n>` check per URL, in the order given, then `fleet.key_id_hash` (every node
 //! reports one and the same hash) and `fleet.rotation` (a warning while any node has a
-//! rotation pending). It fails (exit 4) unless every node is reachable, ready and agrees.
+//! rotation pending; `skip` when no node answered, since nothing was seen). It fails (exit 4)
+//! unless every node is reachable, ready and agrees.
+//!
+//! Every `node.<n>` check carries `details` in JSON: `url`, `reachable`, `keyIdHash`,
+//! `keyVersion`, `rotationState` and `ready` (null where the node did not say), so scripts need
+//! not parse the message.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
+
+use serde_json::json;
 
 use super::report::{CheckStatus, Report};
 use super::{ExitCode, Output};
@@ -243,8 +250,11 @@ pub(super) fn report(urls: &[String], nodes: &[Scrape]) -> Report {
     for (index, (url, node)) in urls.iter().zip(nodes).enumerate() {
         let id = format!("node.{}", index + 1);
         let title = format!("metrics at {url}");
+        let details = node_details(url, node);
         match node {
-            Err(reason) => report.push(id, title, CheckStatus::Fail, reason.clone()),
+            Err(reason) => {
+                report.push_with_details(id, title, CheckStatus::Fail, reason.clone(), details);
+            }
             Ok(metrics) => {
                 let summary = summary(metrics);
                 let problem = if metrics.ready.is_none() {
@@ -259,13 +269,16 @@ pub(super) fn report(urls: &[String], nodes: &[Scrape]) -> Report {
                     None
                 };
                 match problem {
-                    Some(problem) => report.push(
+                    Some(problem) => report.push_with_details(
                         id,
                         title,
                         CheckStatus::Fail,
                         format!("{summary}; {problem}"),
+                        details,
                     ),
-                    None => report.push(id, title, CheckStatus::Pass, summary),
+                    None => {
+                        report.push_with_details(id, title, CheckStatus::Pass, summary, details);
+                    }
                 }
             }
         }
@@ -323,8 +336,24 @@ pub(super) fn report(urls: &[String], nodes: &[Scrape]) -> Report {
         .map(|(index, _)| format!("node.{}", index + 1))
         .collect();
     let title = "no rotation pending on any node";
-    if pending.is_empty() {
-        report.push("fleet.rotation", title, CheckStatus::Pass, "");
+    let answered = nodes.iter().filter(|node| node.is_ok()).count();
+    if answered == 0 {
+        report.push(
+            "fleet.rotation",
+            title,
+            CheckStatus::Skip,
+            "no node answered: the rotation state is unknown",
+        );
+    } else if pending.is_empty() {
+        let message = if answered < nodes.len() {
+            format!(
+                "none pending on the {answered} of {} nodes that answered",
+                nodes.len()
+            )
+        } else {
+            String::new()
+        };
+        report.push("fleet.rotation", title, CheckStatus::Pass, message);
     } else {
         report.push(
             "fleet.rotation",
@@ -338,6 +367,34 @@ pub(super) fn report(urls: &[String], nodes: &[Scrape]) -> Report {
         );
     }
     report
+}
+
+/// The structured facts of one node, null where unknown.
+fn node_details(url: &str, node: &Scrape) -> serde_json::Value {
+    match node {
+        Err(_) => json!({
+            "url": url,
+            "reachable": false,
+            "keyIdHash": null,
+            "keyVersion": null,
+            "rotationState": null,
+            "ready": null,
+        }),
+        Ok(metrics) => json!({
+            "url": url,
+            "reachable": true,
+            "keyIdHash": match metrics.hashes.as_slice() {
+                [one] => Some(one.as_str()),
+                _ => None,
+            },
+            "keyVersion": metrics
+                .key_version
+                .as_deref()
+                .and_then(|version| version.parse::<u64>().ok()),
+            "rotationState": metrics.rotation,
+            "ready": metrics.ready,
+        }),
+    }
 }
 
 fn summary(metrics: &NodeMetrics) -> String {
@@ -383,6 +440,30 @@ mod tests {
             "openbao_kms_rotation_state{a=\"x\\\"}\",state=\"pending\"} 1 1700000000\n",
         );
         assert_eq!(metrics.rotation.as_deref(), Some("pending"));
+    }
+
+    #[test]
+    fn no_reachable_node_skips_the_rotation_check_and_nodes_carry_structured_details() {
+        let urls = vec!["http://127.0.0.1:1/metrics".to_owned()];
+        let report = report(&urls, &[Err("unreachable: refused".to_owned())]);
+        let rotation = report.checks.iter().find(|c| c.id == "fleet.rotation");
+        assert_eq!(rotation.map(|c| c.status), Some(CheckStatus::Skip));
+        assert_eq!(report.verdict(), CheckStatus::Fail);
+        let details = report.checks[0].details.clone().unwrap_or_default();
+        assert_eq!(details["reachable"], false);
+        assert!(details["keyIdHash"].is_null());
+
+        let ok = parse_metrics(
+            "openbao_kms_status_key_id_hash{hash=\"h1\"} 1\nopenbao_kms_key_version 7\n\
+             openbao_kms_rotation_state{state=\"active\"} 1\nopenbao_kms_ready 1\n",
+        );
+        let report = super::report(&urls, &[Ok(ok)]);
+        let details = report.checks[0].details.clone().unwrap_or_default();
+        assert_eq!(details["keyIdHash"], "h1");
+        assert_eq!(details["keyVersion"], 7);
+        assert_eq!(details["rotationState"], "active");
+        assert_eq!(details["ready"], true);
+        assert_eq!(report.verdict(), CheckStatus::Pass);
     }
 
     #[test]

@@ -6,6 +6,7 @@ mod doctor;
 mod exit;
 mod fleet;
 mod init;
+mod out;
 mod policy;
 mod probe;
 pub mod report;
@@ -34,13 +35,20 @@ pub struct Cli {
     /// Configuration file (default from BAO_KMS_PROVIDER_CONFIG).
     #[arg(long, global = true, value_name = "PATH")]
     pub config: Option<PathBuf>,
-    /// Log level: debug, info, warn or error (overrides logging.level).
-    #[arg(long, global = true, value_name = "LEVEL")]
+    /// Log level: debug, info, warn or error (overrides logging.level; serve and config only).
+    #[arg(
+        long,
+        global = true,
+        value_name = "LEVEL",
+        value_parser = ["debug", "info", "warn", "error"]
+    )]
     pub log_level: Option<String>,
-    /// Metrics listener host:port; empty disables it (overrides server.metricsAddress).
+    /// Metrics listener host:port; empty disables it (overrides server.metricsAddress; serve
+    /// and config only).
     #[arg(long, global = true, value_name = "HOST:PORT")]
     pub metrics_address: Option<String>,
-    /// Health listener host:port; empty disables it (overrides server.healthAddress).
+    /// Health listener host:port; empty disables it (overrides server.healthAddress; serve and
+    /// config only).
     #[arg(long, global = true, value_name = "HOST:PORT")]
     pub health_address: Option<String>,
     /// The command.
@@ -106,9 +114,10 @@ pub enum Command {
     },
     /// Probe a running provider through its socket, as kube-apiserver would.
     Probe {
-        /// The provider's socket.
-        #[arg(long, default_value = "/run/openbao-kms/kms.sock")]
-        socket: PathBuf,
+        /// The provider's socket [default: server.socketPath of --config, else
+        /// /run/openbao-kms/kms.sock].
+        #[arg(long)]
+        socket: Option<PathBuf>,
         /// Time limit for the whole probe, e.g. 10s.
         #[arg(long, default_value = "10s")]
         timeout: String,
@@ -240,8 +249,88 @@ impl Cli {
     }
 }
 
+impl Command {
+    /// The command's name as typed.
+    fn name(&self) -> &'static str {
+        match self {
+            Self::Serve => "serve",
+            Self::Doctor { .. } => "doctor",
+            Self::RotationPlan { .. } => "rotation-plan",
+            Self::VerifyRotation { .. } => "verify-rotation",
+            Self::RetireVersions { .. } => "retire-versions",
+            Self::RestoreVersions { .. } => "restore-versions",
+            Self::Probe { .. } => "probe",
+            Self::Policy { .. } => "policy openbao",
+            Self::Config { .. } => "config",
+            Self::Init { .. } => "init",
+            Self::UpgradeCheck { .. } => "upgrade-check",
+            Self::FleetCheck { .. } => "fleet-check",
+            Self::Completion { .. } => "completion",
+            Self::Version { .. } => "version",
+        }
+    }
+
+    /// Which global flags change what this command does: `(--config, the listener and log
+    /// flags)`. A flag a command would accept and then ignore is refused instead.
+    fn uses_global_flags(&self) -> (bool, bool) {
+        match self {
+            Self::Serve | Self::Config { action: None, .. } => (true, true),
+            Self::Doctor { .. }
+            | Self::RotationPlan { .. }
+            | Self::VerifyRotation { .. }
+            | Self::RetireVersions { .. }
+            | Self::RestoreVersions { .. }
+            | Self::Policy { .. }
+            | Self::UpgradeCheck { .. }
+            | Self::Probe { .. } => (true, false),
+            Self::Config {
+                action: Some(ConfigAction::Schema),
+                ..
+            }
+            | Self::Init { .. }
+            | Self::FleetCheck { .. }
+            | Self::Completion { .. }
+            | Self::Version { .. } => (false, false),
+        }
+    }
+}
+
+impl Cli {
+    /// The global flags given that `command` would ignore.
+    fn ignored_flags(&self) -> Vec<&'static str> {
+        let (config, runtime) = self.command.uses_global_flags();
+        let mut ignored = Vec::new();
+        if !config && self.config.is_some() {
+            ignored.push("--config");
+        }
+        if !runtime {
+            for (flag, given) in [
+                ("--log-level", self.log_level.is_some()),
+                ("--metrics-address", self.metrics_address.is_some()),
+                ("--health-address", self.health_address.is_some()),
+            ] {
+                if given {
+                    ignored.push(flag);
+                }
+            }
+        }
+        ignored
+    }
+}
+
 /// Runs the parsed command line and returns the process exit code.
 pub fn run(cli: Cli) -> ExitCode {
+    let ignored = cli.ignored_flags();
+    if !ignored.is_empty() {
+        eprintln!(
+            "error: {} {} no effect on `{}`; remove {}",
+            ignored.join(", "),
+            if ignored.len() == 1 { "has" } else { "have" },
+            cli.command.name(),
+            if ignored.len() == 1 { "it" } else { "them" },
+        );
+        return ExitCode::Usage;
+    }
     match &cli.command {
         Command::Serve => serve::run(&cli),
         Command::Doctor {
@@ -279,7 +368,13 @@ pub fn run(cli: Cli) -> ExitCode {
             timeout,
             expected_key_id,
             output,
-        } => probe::run(socket, timeout, expected_key_id.as_deref(), *output),
+        } => probe::run(
+            &cli,
+            socket.as_deref(),
+            timeout,
+            expected_key_id.as_deref(),
+            *output,
+        ),
         Command::Policy {
             kind: PolicyKind::Openbao {
                 include_token_renewal,
@@ -332,11 +427,27 @@ pub fn run(cli: Cli) -> ExitCode {
 fn completion(shell: clap_complete::Shell) -> ExitCode {
     use clap::CommandFactory as _;
     let mut command = Cli::command();
-    clap_complete::generate(
-        shell,
-        &mut command,
-        "bao-kms-provider",
-        &mut std::io::stdout(),
-    );
-    ExitCode::Success
+    // Rendered into memory first: the generator panics on a failed write, and a closed pipe
+    // (`completion zsh | head`) is not a failure.
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut command, BIN_NAME, &mut script);
+    let mut script = String::from_utf8_lossy(&script).into_owned();
+    if shell == clap_complete::Shell::Bash {
+        script = fix_bash_subcommand_names(&script);
+    }
+    out::text_then(&script, ExitCode::Success)
+}
+
+/// The binary's name, as completion scripts register it.
+const BIN_NAME: &str = "bao-kms-provider";
+
+/// clap_complete 4.6 escapes the hyphens of the binary name in two different ways in the bash
+/// script: the word-walking loop sets `cmd=bao__kms__provider__subcmd__doctor`, while the
+/// option table is keyed `bao__subcmd__kms__subcmd__provider__subcmd__doctor`, so no
+/// subcommand's flags ever complete. Rewriting the table keys to the loop's spelling restores
+/// them; `cli_completion.rs` checks the result in a real bash with `compgen`.
+fn fix_bash_subcommand_names(script: &str) -> String {
+    let loop_name = BIN_NAME.replace('-', "__");
+    let table_name = BIN_NAME.replace('-', "__subcmd__");
+    script.replace(&table_name, &loop_name)
 }

@@ -5,7 +5,7 @@
 //! delete a key. `init` writes the same text into `openbao-policy.hcl`.
 
 use super::session::load_config;
-use super::{Cli, ExitCode};
+use super::{Cli, ExitCode, out};
 use crate::config::{AuthMethod, Config, ConfigError, Problem};
 
 pub(super) fn openbao(cli: &Cli, include_token_renewal: bool) -> ExitCode {
@@ -14,10 +14,7 @@ pub(super) fn openbao(cli: &Cli, include_token_renewal: bool) -> ExitCode {
         Err(code) => return code,
     };
     match render(&config, include_token_renewal) {
-        Ok(policy) => {
-            print!("{policy}");
-            ExitCode::Success
-        }
+        Ok(policy) => out::text_then(&policy, ExitCode::Success),
         Err(error) => {
             eprintln!("{error}");
             ExitCode::Config

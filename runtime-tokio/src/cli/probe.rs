@@ -1,8 +1,10 @@
 //! `probe`: talks to a running provider through its socket, as kube-apiserver does, with the
 //! identity of this process.
 //!
-//! No configuration, credential or state is read and OpenBao is not contacted; nothing is
-//! written. The whole probe is bounded by `--timeout`. Checks (ids are stable):
+//! No credential or state is read and OpenBao is not contacted; nothing is written. The socket
+//! is `--socket`, else `server.socketPath` of the file given with `--config` (only an explicit
+//! flag: the caller usually runs as kube-apiserver's user, which cannot read the configuration),
+//! else `/run/openbao-kms/kms.sock`. The whole probe is bounded by `--timeout`. Checks (ids are stable):
 //!
 //! | id | what |
 //! |---|---|
@@ -36,7 +38,8 @@ use tokio::net::UnixStream;
 use tonic::transport::{Channel, Endpoint, Uri};
 
 use super::report::{CheckStatus, Report};
-use super::{ExitCode, Output};
+use super::session::load_config;
+use super::{Cli, ExitCode, Output};
 use crate::{clock, config};
 
 /// Bytes of the probe plaintext, as kube-apiserver's DEK seeds.
@@ -53,12 +56,25 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
+/// The socket probed when neither `--socket` nor `--config` names one.
+const DEFAULT_SOCKET: &str = "/run/openbao-kms/kms.sock";
+
 pub(super) fn run(
-    socket: &Path,
+    cli: &Cli,
+    socket: Option<&Path>,
     timeout: &str,
     expected_key_id: Option<&str>,
     output: Output,
 ) -> ExitCode {
+    let socket = match (socket, &cli.config) {
+        (Some(socket), _) => socket.to_path_buf(),
+        (None, Some(_)) => match load_config(cli) {
+            Ok(config) => config.server.socket_path,
+            Err(code) => return code,
+        },
+        (None, None) => PathBuf::from(DEFAULT_SOCKET),
+    };
+    let socket = socket.as_path();
     let timeout = match config::parse_duration(timeout) {
         Ok(timeout) if !timeout.is_zero() => timeout,
         Ok(_) => {

@@ -1,13 +1,18 @@
 //! The report format shared by the diagnostic commands (`doctor`, `probe`, ...).
 //!
-//! Text: the report name, then one `[status] id: title - message` line per check. JSON:
-//! `{"name", "checks": [{"id", "title", "status", "message"}]}` with two-space indentation.
-//! A report fails (exit 4) when any check failed; warnings do not fail it; a skipped check is
-//! never a pass.
+//! Text: the report name, then one `[status] id: title - message` line per check, then a
+//! `verdict: <verdict> (<n> pass, <n> warn, <n> fail, <n> skip)` line. JSON:
+//! `{"name", "verdict", "summary": {"pass", "warn", "fail", "skip"}, "checks": [{"id", "title",
+//! "status", "message", "details"?}]}` with two-space indentation; `details` is an object of
+//! structured facts some checks add (fleet-check: hash, version, readiness).
+//!
+//! The verdict is `fail` when any check failed, else `warn` when any warned, else `pass` when
+//! any passed, else `skip` (nothing could be checked). A report fails (exit 4) when any check
+//! failed; warnings do not fail it; a skipped check is never a pass.
 
 use serde::Serialize;
 
-use super::{ExitCode, Output};
+use super::{ExitCode, Output, out};
 
 /// The outcome of one check.
 #[derive(Clone, Copy, Debug, Eq, PartialEq, Serialize)]
@@ -47,15 +52,52 @@ pub struct Check {
     /// Redacted detail; never secrets, never paths of secret files.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub message: String,
+    /// Structured facts behind the message, for scripts (JSON only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub details: Option<serde_json::Value>,
 }
 
 /// A named list of checks.
-#[derive(Clone, Debug, Default, Eq, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, Eq, PartialEq)]
 pub struct Report {
     /// Report name, e.g. `doctor`.
     pub name: String,
     /// The checks in the order they ran.
     pub checks: Vec<Check>,
+}
+
+/// How many checks ended in each status.
+#[derive(Clone, Copy, Debug, Default, Eq, PartialEq, Serialize)]
+pub struct Summary {
+    /// Passed checks.
+    pub pass: usize,
+    /// Warnings.
+    pub warn: usize,
+    /// Failed checks.
+    pub fail: usize,
+    /// Checks not run.
+    pub skip: usize,
+}
+
+/// The JSON shape of a report: name, verdict, summary, checks.
+#[derive(Serialize)]
+struct Wire<'a> {
+    name: &'a str,
+    verdict: &'static str,
+    summary: Summary,
+    checks: &'a [Check],
+}
+
+impl Serialize for Report {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        Wire {
+            name: &self.name,
+            verdict: self.verdict().as_str(),
+            summary: self.summary(),
+            checks: &self.checks,
+        }
+        .serialize(serializer)
+    }
 }
 
 impl Report {
@@ -80,7 +122,51 @@ impl Report {
             title: title.into(),
             status,
             message: message.into(),
+            details: None,
         });
+    }
+
+    /// Adds a check with structured details.
+    pub fn push_with_details(
+        &mut self,
+        id: impl Into<String>,
+        title: impl Into<String>,
+        status: CheckStatus,
+        message: impl Into<String>,
+        details: serde_json::Value,
+    ) {
+        self.push(id, title, status, message);
+        if let Some(check) = self.checks.last_mut() {
+            check.details = Some(details);
+        }
+    }
+
+    /// Counts of each status.
+    pub fn summary(&self) -> Summary {
+        let mut summary = Summary::default();
+        for check in &self.checks {
+            match check.status {
+                CheckStatus::Pass => summary.pass += 1,
+                CheckStatus::Warn => summary.warn += 1,
+                CheckStatus::Fail => summary.fail += 1,
+                CheckStatus::Skip => summary.skip += 1,
+            }
+        }
+        summary
+    }
+
+    /// The overall outcome: the worst status, and `skip` only when nothing was checked.
+    pub fn verdict(&self) -> CheckStatus {
+        let summary = self.summary();
+        if summary.fail > 0 {
+            CheckStatus::Fail
+        } else if summary.warn > 0 {
+            CheckStatus::Warn
+        } else if summary.pass > 0 {
+            CheckStatus::Pass
+        } else {
+            CheckStatus::Skip
+        }
     }
 
     /// Whether any check failed.
@@ -105,22 +191,31 @@ impl Report {
             }
             out.push('\n');
         }
+        let summary = self.summary();
+        out.push_str(&format!(
+            "verdict: {} ({} pass, {} warn, {} fail, {} skip)\n",
+            self.verdict().as_str(),
+            summary.pass,
+            summary.warn,
+            summary.fail,
+            summary.skip
+        ));
         out
     }
 
     /// Prints the report in `output` format and returns the exit code (4 when a check failed).
     pub fn emit(&self, output: Output) -> ExitCode {
-        match output {
-            Output::Text => print!("{}", self.to_text()),
-            Output::Json => match serde_json::to_string_pretty(self) {
-                Ok(json) => println!("{json}"),
-                Err(_) => return ExitCode::Failure,
-            },
-        }
-        if self.failed() {
+        let code = if self.failed() {
             ExitCode::CheckFailed
         } else {
             ExitCode::Success
+        };
+        match output {
+            Output::Text => out::text_then(&self.to_text(), code),
+            Output::Json => match serde_json::to_string_pretty(self) {
+                Ok(json) => out::line_then(&json, code),
+                Err(_) => ExitCode::Failure,
+            },
         }
     }
 }
@@ -142,11 +237,29 @@ mod tests {
         assert_eq!(
             report.to_text(),
             "doctor\n[pass] config.load: configuration loads\n\
-             [fail] openbao.auth: login succeeds - permission denied\n"
+             [fail] openbao.auth: login succeeds - permission denied\n\
+             verdict: fail (1 pass, 0 warn, 1 fail, 0 skip)\n"
         );
         assert!(report.failed());
         let json = serde_json::to_value(&report).unwrap_or_default();
         assert_eq!(json["checks"][1]["status"], "fail");
         assert!(json["checks"][0].get("message").is_none());
+        assert_eq!(json["verdict"], "fail");
+        assert_eq!(json["summary"]["pass"], 1);
+        assert_eq!(json["summary"]["fail"], 1);
+    }
+
+    #[test]
+    fn the_verdict_is_the_worst_status_and_skip_only_when_nothing_was_checked() {
+        let mut report = Report::new("r");
+        assert_eq!(report.verdict(), CheckStatus::Skip);
+        report.push("a", "a", CheckStatus::Skip, "");
+        assert_eq!(report.verdict(), CheckStatus::Skip);
+        report.push("b", "b", CheckStatus::Pass, "");
+        assert_eq!(report.verdict(), CheckStatus::Pass);
+        report.push("c", "c", CheckStatus::Warn, "");
+        assert_eq!(report.verdict(), CheckStatus::Warn);
+        report.push("d", "d", CheckStatus::Fail, "");
+        assert_eq!(report.verdict(), CheckStatus::Fail);
     }
 }

@@ -17,10 +17,9 @@ use bao_kms_core::{KeyMetadata, StoredState, TransitRequest, TransitResponse};
 use serde::Serialize;
 
 use super::session::Session;
-use super::{Cli, ExitCode, Output};
+use super::{Cli, ExitCode, Output, out};
 use crate::clock::wall_clock_unix;
 use crate::files::{self, FileError, RegistryLock};
-use crate::openbao::OpenBaoClient;
 
 /// Why `--apply` cannot take the registry lock while a provider holds it.
 const LOCKED_MESSAGE: &str =
@@ -33,7 +32,7 @@ pub(super) fn plan(cli: &Cli, output: Output, verify: bool) -> ExitCode {
         Err(code) => return code,
     };
     let stored = read_files(&session);
-    let metadata = read_metadata(&session.client);
+    let metadata = read_metadata(&session);
     let input = PlanInput {
         local: stored.as_ref().map_err(String::as_str),
         metadata: live(&metadata),
@@ -130,7 +129,7 @@ fn change(
         None
     };
     let stored = read_files(&session);
-    let metadata = read_metadata(&session.client);
+    let metadata = read_metadata(&session);
     let input = OperatorInput {
         local: stored.as_ref().map_err(String::as_str),
         metadata: live(&metadata),
@@ -191,13 +190,21 @@ fn read_files(session: &Session) -> Result<StoredState, String> {
     files::read_stored(&session.paths).map_err(|error| error.to_string())
 }
 
-/// One metadata read (logging in first if needed); the failure keeps only its class.
-fn read_metadata(client: &OpenBaoClient) -> Result<KeyMetadata, FailureClass> {
-    match client.execute(&TransitRequest::ReadKeyMetadata) {
+/// One metadata read (logging in first if needed); the failure keeps only its class, and the
+/// server that failed is named on stderr (the report's shape has no place for it).
+fn read_metadata(session: &Session) -> Result<KeyMetadata, FailureClass> {
+    let result = match session.client.execute(&TransitRequest::ReadKeyMetadata) {
         Ok(TransitResponse::KeyMetadata(metadata)) => Ok(metadata),
         Ok(_) => Err(FailureClass::Unavailable),
         Err(TransitFailure { class, .. }) => Err(class),
+    };
+    if let Err(class) = &result {
+        eprintln!(
+            "Transit key metadata read from OpenBao at {} failed ({class})",
+            session.config.openbao.address
+        );
     }
+    result
 }
 
 fn live(metadata: &Result<KeyMetadata, FailureClass>) -> LiveMetadata<'_> {
@@ -207,15 +214,9 @@ fn live(metadata: &Result<KeyMetadata, FailureClass>) -> LiveMetadata<'_> {
 /// Prints the report as JSON or as text (rendered by `text`).
 fn emit<T: Serialize>(report: &T, output: Output, text: fn(&T) -> String) -> Result<(), ()> {
     match output {
-        Output::Text => {
-            print!("{}", text(report));
-            Ok(())
-        }
+        Output::Text => out::write(&text(report)).map_err(|_| ()),
         Output::Json => match serde_json::to_string_pretty(report) {
-            Ok(json) => {
-                println!("{json}");
-                Ok(())
-            }
+            Ok(json) => out::write(&format!("{json}\n")).map_err(|_| ()),
             Err(_) => Err(()),
         },
     }

@@ -256,8 +256,14 @@ fn live_metadata(config: &Config) -> Result<KeyMetadata, String> {
         Ok(TransitResponse::KeyMetadata(metadata)) => Ok(metadata),
         Ok(_) => Err("OpenBao answered with something other than key metadata".to_owned()),
         Err(failure) => Err(match failure.http_status {
-            Some(status) => format!("{} (HTTP {status})", failure.class),
-            None => failure.class.to_string(),
+            Some(status) => format!(
+                "{} (HTTP {status}) from OpenBao at {}",
+                failure.class, config.openbao.address
+            ),
+            None => format!(
+                "{} from OpenBao at {}",
+                failure.class, config.openbao.address
+            ),
         }),
     }
 }
@@ -274,10 +280,18 @@ fn evaluate(inputs: &Inputs) -> Report {
                 CheckStatus::Fail,
                 reason.clone(),
             );
+            // The same check ids in the same order as a full report, so scripts read one shape.
             for (id, title) in [
+                ("upgrade.direction", "direction of the move"),
+                ("upgrade.state", "the local registry state is read"),
+                ("upgrade.transit", "live Transit key metadata is read"),
                 ("upgrade.rotation", "no rotation is pending"),
                 ("upgrade.formats", "the target reads every format in use"),
                 ("upgrade.config", "the target accepts the configuration"),
+                (
+                    "upgrade.reverse",
+                    "this release reads what the target writes",
+                ),
             ] {
                 report.push(id, title, CheckStatus::Skip, "no target manifest");
             }

@@ -3,7 +3,7 @@
 use bao_kms_core::compat::Manifest;
 use serde::Serialize;
 
-use super::{ExitCode, Output};
+use super::{ExitCode, Output, out};
 
 /// This build's version, written into the `plugin-version` annotation.
 pub(crate) const PLUGIN_VERSION: &str = concat!("v", env!("CARGO_PKG_VERSION"));
@@ -44,19 +44,19 @@ struct VersionReport {
 pub(super) fn run(output: Output) -> ExitCode {
     let info = build_info();
     match output {
-        Output::Text => {
-            println!("version: {}", info.version);
-            println!("commit: {}", info.commit);
-            println!("buildDate: {}", info.build_date);
-            println!("dirty: {}", info.dirty);
-        }
+        Output::Text => out::text_then(
+            &format!(
+                "version: {}\ncommit: {}\nbuildDate: {}\ndirty: {}\n",
+                info.version, info.commit, info.build_date, info.dirty
+            ),
+            ExitCode::Success,
+        ),
         Output::Json => match serde_json::to_string_pretty(&VersionReport {
             build: info,
             compatibility: Manifest::this_release(),
         }) {
-            Ok(text) => println!("{text}"),
-            Err(_) => return ExitCode::Failure,
+            Ok(text) => out::line_then(&text, ExitCode::Success),
+            Err(_) => ExitCode::Failure,
         },
     }
-    ExitCode::Success
 }

@@ -256,6 +256,9 @@ struct Inner {
     breaker_state: Gauge,
     socket_restarts: Counter,
     ready: Gauge,
+    transit_latest_version: Gauge,
+    process_open_fds: Gauge,
+    process_resident_memory: Gauge,
 }
 
 /// The provider's metrics: cheap to clone, shared by every task.
@@ -446,6 +449,33 @@ impl Metrics {
             "1 when /ready answers 200, else 0",
             ready.clone(),
         );
+        let transit_latest_version = Gauge::default();
+        registry.register(
+            "openbao_kms_transit_latest_version",
+            "latest_version of the Transit key in the last metadata read (0 before the first)",
+            transit_latest_version.clone(),
+        );
+        // The conventional process series, so uptime and restarts can be alerted on with the
+        // queries operators already use for other exporters.
+        let process_start_time = Gauge::<i64>::default();
+        process_start_time.set(crate::clock::wall_clock_unix());
+        registry.register(
+            "process_start_time_seconds",
+            "Start time of the process since the Unix epoch in seconds",
+            process_start_time,
+        );
+        let process_open_fds = Gauge::default();
+        registry.register(
+            "process_open_fds",
+            "Number of open file descriptors",
+            process_open_fds.clone(),
+        );
+        let process_resident_memory = Gauge::default();
+        registry.register(
+            "process_resident_memory_bytes",
+            "Resident memory size in bytes",
+            process_resident_memory.clone(),
+        );
 
         build_info
             .get_or_create(&BuildLabels {
@@ -508,6 +538,9 @@ impl Metrics {
                 breaker_state,
                 socket_restarts,
                 ready,
+                transit_latest_version,
+                process_open_fds,
+                process_resident_memory,
             }),
         };
         metrics.set_rotation_state(RotationState::Unknown);
@@ -697,6 +730,41 @@ impl Metrics {
             .inc();
     }
 
+    /// Records the `latest_version` of a successful Transit key metadata read.
+    pub fn set_transit_latest_version(&self, version: u64) {
+        self.inner
+            .transit_latest_version
+            .set(i64::try_from(version).unwrap_or(i64::MAX));
+    }
+
+    /// Reads the process series from `/proc/self` (Linux); a value that cannot be read keeps
+    /// its previous reading rather than dropping to 0, which would look like a leak fixed.
+    fn refresh_process(&self) {
+        if let Ok(entries) = std::fs::read_dir("/proc/self/fd") {
+            // The directory handle itself is one of the entries.
+            let open = entries.count().saturating_sub(1);
+            self.inner
+                .process_open_fds
+                .set(i64::try_from(open).unwrap_or(i64::MAX));
+        }
+        if let Ok(status) = std::fs::read_to_string("/proc/self/status")
+            && let Some(kib) = status
+                .lines()
+                .find_map(|line| line.strip_prefix("VmRSS:"))
+                .and_then(|rest| {
+                    rest.trim()
+                        .trim_end_matches("kB")
+                        .trim()
+                        .parse::<i64>()
+                        .ok()
+                })
+        {
+            self.inner
+                .process_resident_memory
+                .set(kib.saturating_mul(1024));
+        }
+    }
+
     /// Counts one stale socket removed before bind.
     pub fn socket_restarted(&self) {
         self.inner.socket_restarts.inc();
@@ -767,6 +835,7 @@ impl Metrics {
         if let Some(hook) = hook {
             hook(self);
         }
+        self.refresh_process();
         let _published = lock(&self.inner.published);
         let mut out = String::new();
         // Writing into a String cannot fail; an encoder error would only truncate the output.
@@ -785,6 +854,7 @@ impl Metrics {
         if let Some(hook) = hook {
             hook(self);
         }
+        self.refresh_process();
         let _published = lock(&self.inner.published);
         let mut out = String::new();
         if prometheus_client::encoding::prometheus_text::encode(&mut out, &self.inner.registry)
@@ -822,5 +892,25 @@ mod tests {
         assert_eq!(closed_label("bogus", &KMS_METHODS), "unknown");
         assert_eq!(build_label("0.1.0+g1"), "0.1.0+g1");
         assert_eq!(build_label(""), "unknown");
+    }
+
+    #[test]
+    fn process_series_and_the_transit_latest_version_are_exported() {
+        let metrics = Metrics::new("v0", "c", "d", "false");
+        metrics.set_transit_latest_version(7);
+        let text = metrics.encode();
+        assert!(
+            text.contains("openbao_kms_transit_latest_version 7\n"),
+            "{text}"
+        );
+        let value = |name: &str| -> f64 {
+            text.lines()
+                .find_map(|line| line.strip_prefix(&format!("{name} ")))
+                .and_then(|value| value.parse().ok())
+                .unwrap_or(-1.0)
+        };
+        assert!(value("process_start_time_seconds") > 1.6e9, "{text}");
+        assert!(value("process_open_fds") >= 3.0, "{text}");
+        assert!(value("process_resident_memory_bytes") > 1.0e5, "{text}");
     }
 }

@@ -8,25 +8,39 @@
 use std::fs::File;
 use std::io::Read as _;
 use std::path::Path;
+use std::time::Duration;
 
 use serde_norway::Value;
 
 use super::{Outcome, fail, pass, warn};
+use crate::config::{format_duration, parse_duration};
 
 /// Largest EncryptionConfiguration read.
 const MAX_BYTES: u64 = 1024 * 1024;
 
 const API_VERSION: &str = "apiserver.config.k8s.io/v1";
 const KIND: &str = "EncryptionConfiguration";
+/// kube-apiserver's KMS `timeout` when the provider entry sets none.
+const DEFAULT_KMS_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// Reads and checks the file at `path` against the configured provider name and socket.
-pub(super) fn check(path: &Path, provider_name: &str, socket_path: &Path) -> Outcome {
+/// What the EncryptionConfiguration must agree with.
+pub(super) struct Expected<'a> {
+    /// `transit.keyIdScope.providerName`.
+    pub(super) provider_name: &'a str,
+    /// `unix://` + `server.socketPath`.
+    pub(super) endpoint: String,
+    /// `openbao.timeout`: kube-apiserver must wait longer than one OpenBao call may take, or
+    /// it gives up on calls that would have succeeded.
+    pub(super) openbao_timeout: Duration,
+}
+
+/// Reads and checks the file at `path` against the configured provider name, socket and timeout.
+pub(super) fn check(path: &Path, expected: &Expected<'_>) -> Outcome {
     let text = match read(path) {
         Ok(text) => text,
         Err(reason) => return fail(format!("the --encryption-config file {reason}")),
     };
-    let endpoint = format!("unix://{}", socket_path.display());
-    evaluate(&text, provider_name, &endpoint)
+    evaluate(&text, expected)
 }
 
 fn read(path: &Path) -> Result<String, &'static str> {
@@ -51,7 +65,9 @@ fn read(path: &Path) -> Result<String, &'static str> {
 }
 
 /// Checks EncryptionConfiguration text: exactly what `check` does, without the file.
-fn evaluate(text: &str, provider_name: &str, endpoint: &str) -> Outcome {
+fn evaluate(text: &str, expected: &Expected<'_>) -> Outcome {
+    let provider_name = expected.provider_name;
+    let endpoint = expected.endpoint.as_str();
     let document: Value = match serde_norway::from_str(text) {
         Ok(document) => document,
         // The decoder's message may quote the offending text: report its position only.
@@ -123,6 +139,9 @@ fn evaluate(text: &str, provider_name: &str, endpoint: &str) -> Outcome {
                 )),
                 None => problems.push(format!("{at}: no endpoint, expected {endpoint}")),
             }
+            if let Some(problem) = timeout_problem(kms, expected.openbao_timeout) {
+                problems.push(format!("{at}: {problem}"));
+            }
             let identity_after = providers
                 .iter()
                 .skip(p + 1)
@@ -162,6 +181,28 @@ fn evaluate(text: &str, provider_name: &str, endpoint: &str) -> Outcome {
     }
 }
 
+/// The provider entry's `timeout` (Go duration, default 3s) must exceed `openbao.timeout`.
+fn timeout_problem(kms: &Value, openbao_timeout: Duration) -> Option<String> {
+    let timeout = match kms.get("timeout") {
+        None => DEFAULT_KMS_TIMEOUT,
+        Some(value) => match value.as_str().map(parse_duration) {
+            Some(Ok(timeout)) => timeout,
+            Some(Err(_)) | None => {
+                return Some("timeout is not a duration such as 10s".to_owned());
+            }
+        },
+    };
+    (timeout <= openbao_timeout).then(|| {
+        format!(
+            "timeout is {} (kube-apiserver's default is 3s when unset), which does not exceed \
+             openbao.timeout {}: kube-apiserver would abandon calls OpenBao may still answer; \
+             raise it above openbao.timeout",
+            format_duration(timeout),
+            format_duration(openbao_timeout)
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -175,6 +216,14 @@ mod tests {
             "apiVersion: apiserver.config.k8s.io/v1\nkind: EncryptionConfiguration\nresources:\n\
              - resources: [secrets]\n  providers:\n  - kms:\n{kms}\n{tail}"
         )
+    }
+
+    fn wanted(name: &str) -> Expected<'_> {
+        Expected {
+            provider_name: name,
+            endpoint: ENDPOINT.to_owned(),
+            openbao_timeout: Duration::from_secs(2),
+        }
     }
 
     fn kms(name: &str, version: &str, endpoint: &str) -> String {
@@ -191,7 +240,7 @@ mod tests {
     #[test]
     fn a_matching_v2_provider_passes_even_with_other_providers_after_it() {
         let text = config(&kms("kms-a", "v2", ENDPOINT), &aescbc());
-        let (status, message) = evaluate(&text, "kms-a", ENDPOINT);
+        let (status, message) = evaluate(&text, &wanted("kms-a"));
         assert_eq!(status, CheckStatus::Pass, "{message}");
         assert!(!message.contains(SECRET));
     }
@@ -199,7 +248,7 @@ mod tests {
     #[test]
     fn an_identity_fallback_after_the_provider_warns() {
         let text = config(&kms("kms-a", "v2", ENDPOINT), "  - identity: {}\n");
-        let (status, message) = evaluate(&text, "kms-a", ENDPOINT);
+        let (status, message) = evaluate(&text, &wanted("kms-a"));
         assert_eq!(status, CheckStatus::Warn, "{message}");
         assert!(message.contains("identity"), "{message}");
     }
@@ -213,7 +262,7 @@ mod tests {
         ];
         for (provider, expected) in cases {
             let text = config(&provider, &aescbc());
-            let (status, message) = evaluate(&text, "kms-a", ENDPOINT);
+            let (status, message) = evaluate(&text, &wanted("kms-a"));
             assert_eq!(status, CheckStatus::Fail, "{message}");
             assert!(message.contains(expected), "{message}");
             assert!(!message.contains(SECRET), "{message}");
@@ -223,10 +272,54 @@ mod tests {
     #[test]
     fn parse_errors_report_a_position_only() {
         let text = format!("apiVersion: [\nsecret: {SECRET}\n  bad: : :");
-        let (status, message) = evaluate(&text, "kms-a", ENDPOINT);
+        let (status, message) = evaluate(&text, &wanted("kms-a"));
         assert_eq!(status, CheckStatus::Fail);
         assert!(!message.contains(SECRET), "{message}");
         let other_kind = "apiVersion: v1\nkind: ConfigMap\n";
-        assert_eq!(evaluate(other_kind, "kms-a", ENDPOINT).0, CheckStatus::Fail);
+        assert_eq!(evaluate(other_kind, &wanted("kms-a")).0, CheckStatus::Fail);
+    }
+
+    #[test]
+    fn a_kms_timeout_not_above_openbao_timeout_fails_and_an_unset_one_counts_as_3s() {
+        let entry = |timeout: &str| {
+            format!("      apiVersion: v2\n      name: kms-a\n      endpoint: {ENDPOINT}{timeout}")
+        };
+        let cases = [
+            (
+                "\n      timeout: 3s",
+                Duration::from_secs(2),
+                CheckStatus::Pass,
+            ),
+            (
+                "\n      timeout: 5s",
+                Duration::from_secs(5),
+                CheckStatus::Fail,
+            ),
+            (
+                "\n      timeout: 4s",
+                Duration::from_secs(5),
+                CheckStatus::Fail,
+            ),
+            ("", Duration::from_secs(2), CheckStatus::Pass),
+            ("", Duration::from_secs(3), CheckStatus::Fail),
+            (
+                "\n      timeout: soon",
+                Duration::from_secs(2),
+                CheckStatus::Fail,
+            ),
+        ];
+        for (timeout, openbao_timeout, status) in cases {
+            let text = config(&entry(timeout), "");
+            let mut want = wanted("kms-a");
+            want.openbao_timeout = openbao_timeout;
+            let (actual, message) = evaluate(&text, &want);
+            assert_eq!(
+                actual, status,
+                "{timeout:?} vs {openbao_timeout:?}: {message}"
+            );
+            if status == CheckStatus::Fail {
+                assert!(message.contains("timeout"), "{message}");
+            }
+        }
     }
 }

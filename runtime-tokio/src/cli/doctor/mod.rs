@@ -156,6 +156,15 @@ fn skip(message: impl Into<String>) -> Outcome {
     (CheckStatus::Skip, message.into())
 }
 
+/// Names the OpenBao server in a failure, so a fleet with several servers shows which one.
+fn at_address((status, message): Outcome, address: &str) -> Outcome {
+    if status == CheckStatus::Fail && !message.contains(address) {
+        (status, format!("{message} (OpenBao at {address})"))
+    } else {
+        (status, message)
+    }
+}
+
 /// The report under construction.
 struct Doctor {
     report: Report,
@@ -217,8 +226,11 @@ pub(super) fn run(cli: &Cli, encryption_config: Option<&Path>, output: Output) -
     let outcome = match encryption_config {
         Some(path) => encryption_config::check(
             path,
-            config.identity().key_scope().provider_name(),
-            &config.server.socket_path,
+            &encryption_config::Expected {
+                provider_name: config.identity().key_scope().provider_name(),
+                endpoint: format!("unix://{}", config.server.socket_path.display()),
+                openbao_timeout: config.openbao.timeout,
+            },
         ),
         None => skip("no --encryption-config given"),
     };
@@ -233,7 +245,10 @@ pub(super) fn run(cli: &Cli, encryption_config: Option<&Path>, output: Output) -
             Some(client)
         }
         Err(error) => {
-            doctor.record(Check::OpenBaoTls, fail(error.to_string()));
+            doctor.record(
+                Check::OpenBaoTls,
+                at_address(fail(error.to_string()), &config.openbao.address),
+            );
             None
         }
     };
@@ -263,9 +278,10 @@ pub(super) fn run(cli: &Cli, encryption_config: Option<&Path>, output: Output) -
     );
 
     let probe_ok = match (&online.client, &online.metadata, online.profile_ok) {
-        (Some(client), Some(metadata), true) => {
-            doctor.record(Check::TransitProbe, transit::probe(client, metadata))
-        }
+        (Some(client), Some(metadata), true) => doctor.record(
+            Check::TransitProbe,
+            at_address(transit::probe(client, metadata), &config.openbao.address),
+        ),
         (Some(_), Some(_), false) => {
             doctor.skip(Check::TransitProbe, "transit.profile failed");
             false
@@ -312,6 +328,7 @@ fn online_checks(
     credentials_ok: bool,
 ) -> Online {
     let mut online = Online::default();
+    let address = config.openbao.address.as_str();
     let rest = [
         Check::OpenBaoAuth,
         Check::TransitCapabilities,
@@ -319,7 +336,10 @@ fn online_checks(
         Check::TransitProfile,
         Check::TransitDisableUpsert,
     ];
-    if !doctor.record(Check::OpenBaoHealth, transit::health(client)) {
+    if !doctor.record(
+        Check::OpenBaoHealth,
+        at_address(transit::health(client), address),
+    ) {
         for check in rest {
             doctor.skip(check, "openbao.health failed");
         }
@@ -331,7 +351,10 @@ fn online_checks(
         }
         return online;
     }
-    if !doctor.record(Check::OpenBaoAuth, transit::auth(client)) {
+    if !doctor.record(
+        Check::OpenBaoAuth,
+        at_address(transit::auth(client), address),
+    ) {
         for check in &rest[1..] {
             doctor.skip(*check, "openbao.auth failed");
         }
@@ -339,7 +362,7 @@ fn online_checks(
     }
     doctor.record(
         Check::TransitCapabilities,
-        capabilities::check(client, config),
+        at_address(capabilities::check(client, config), address),
     );
     match transit::metadata(client) {
         Ok((outcome, metadata)) => {
@@ -348,11 +371,14 @@ fn online_checks(
             online.metadata = Some(metadata);
         }
         Err(outcome) => {
-            doctor.record(Check::TransitMetadata, outcome);
+            doctor.record(Check::TransitMetadata, at_address(outcome, address));
             doctor.skip(Check::TransitProfile, "transit.metadata failed");
         }
     }
-    online.upsert_ok = doctor.record(Check::TransitDisableUpsert, transit::disable_upsert(client));
+    online.upsert_ok = doctor.record(
+        Check::TransitDisableUpsert,
+        at_address(transit::disable_upsert(client), address),
+    );
     online.client = Some(client.clone());
     online
 }
