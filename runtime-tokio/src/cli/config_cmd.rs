@@ -95,6 +95,9 @@ fn effective(config: &Config) -> Value {
         },
         "openbao": {
             "address": openbao.address,
+            "addresses": std::iter::once(&openbao.address)
+                .chain(&openbao.more_addresses)
+                .collect::<Vec<_>>(),
             "caCertFile": path(&openbao.ca_cert_file),
             "tlsServerName": openbao.tls_server_name,
             "instanceId": scope.openbao_instance_id(),
