@@ -404,6 +404,19 @@ impl TokenManager {
         }
     }
 
+    /// Re-reads the credential files and logs in with them now (SIGHUP). A login in progress
+    /// is waited for first. When the new login fails the current token stays in use.
+    ///
+    /// # Errors
+    /// The classified login failure.
+    pub fn reload_credentials(&self) -> Result<(), TransitFailure> {
+        let mut state = self.lock();
+        while let Some(flight) = state.flight {
+            state = self.wait_for_flight(state, flight)?;
+        }
+        self.run_flight(state, FlightKind::Login).map(drop)
+    }
+
     /// Seconds of token lifetime left: `None` without a token, `f64::INFINITY` for a token
     /// that does not expire, `0.0` once expired.
     pub fn token_ttl_seconds(&self) -> Option<f64> {
