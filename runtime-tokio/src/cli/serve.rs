@@ -178,7 +178,7 @@ async fn start(config: Config) -> Result<ExitCode, StartFailure> {
         Ok(())
     });
 
-    wait_for_bootstrap(&config, &driver, &mut tasks).await?;
+    wait_for_bootstrap(&config, &driver, &client, &mut tasks).await?;
 
     let policy = socket::SocketPolicy {
         path: config.server.socket_path.clone(),
@@ -341,6 +341,7 @@ async fn reload_on_hangup(mut hangups: tokio::signal::unix::Signal, client: Open
 async fn wait_for_bootstrap(
     config: &Config,
     driver: &DriverHandle,
+    client: &OpenBaoClient,
     tasks: &mut Supervisor,
 ) -> Result<(), StartFailure> {
     let single_attempt = config.openbao.timeout * 4;
@@ -365,20 +366,31 @@ async fn wait_for_bootstrap(
         Ok(Err(_)) => Err(StartFailure::Runtime(
             "the provider stopped during bootstrap".into(),
         )),
-        Err(_) => {
-            let reasons: Vec<&str> = driver
-                .snapshot()
-                .report
-                .reasons
-                .iter()
-                .map(|reason| reason.as_str())
-                .collect();
-            Err(StartFailure::Runtime(format!(
-                "bootstrap did not reach a healthy status within the grace timeout (reasons: {})",
-                reasons.join(", ")
-            )))
-        }
+        Err(_) => Err(StartFailure::Runtime(format!(
+            "bootstrap did not reach a healthy status within the grace timeout: {}",
+            bootstrap_cause(&driver.snapshot().report, client)
+        ))),
     }
+}
+
+/// Why bootstrap failed, root cause first: a failed login (method, request and OpenBao's
+/// answer), else the first probe failure, then the Status reasons it led to.
+fn bootstrap_cause(report: &bao_kms_core::health::HealthReport, client: &OpenBaoClient) -> String {
+    let reasons: Vec<&str> = report
+        .reasons
+        .iter()
+        .map(|reason| reason.as_str())
+        .collect();
+    let root = if let Some(login) = client.token_manager().last_login_failure() {
+        format!("auth_failed: {login}")
+    } else if let Some(class) = report.metadata_error_class {
+        format!("metadata probe failed: {class}")
+    } else if let Some(class) = report.deep_error_class {
+        format!("encrypt/decrypt probe failed: {class}")
+    } else {
+        "no probe succeeded".to_owned()
+    };
+    format!("{root} (Status reasons: {})", reasons.join(", "))
 }
 
 /// Resolves on SIGTERM or SIGINT and names the signal.

@@ -66,7 +66,7 @@ impl TransitClient {
             tracing::debug!(
                 operation = request.operation().as_str(),
                 error_class = failure.class.as_str(),
-                http_status = ?failure.http_status,
+                http_status = failure.http_status.map(u64::from),
                 "transit call failed"
             );
         }

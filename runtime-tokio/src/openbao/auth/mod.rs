@@ -16,6 +16,7 @@
 //! an unavailable server, which keep their class. Nothing here logs or returns a secret.
 
 pub mod credentials;
+pub mod failure;
 pub mod jwt;
 
 use std::fmt;
@@ -28,6 +29,7 @@ use bao_kms_core::transit::{FailureClass, TransitFailure};
 use serde_json::{Value, json};
 
 use self::credentials::{CredentialError, read_credential};
+pub use self::failure::LoginFailure;
 use self::jwt::{JwtExpectations, check_jwt};
 use super::clock::Clock;
 use super::http::{ApiRequest, ApiResponse, OpenBaoHttp, malformed_response, normalize_mount_path};
@@ -162,7 +164,20 @@ impl Method {
             Self::Jwt { .. } => "jwt",
         }
     }
+
+    /// The HTTP method and path of the login request.
+    fn login_request(&self) -> (&'static str, &str) {
+        match self {
+            Self::Token { .. } => ("GET", TOKEN_LOOKUP_PATH),
+            Self::AppRole { login_path, .. } | Self::Jwt { login_path, .. } => ("POST", login_path),
+        }
+    }
 }
+
+/// Where a token-file "login" looks the token up.
+const TOKEN_LOOKUP_PATH: &str = "auth/token/lookup-self";
+/// Where tokens are renewed.
+const TOKEN_RENEW_PATH: &str = "auth/token/renew-self";
 
 /// A token and what is known of its lifetime. `Debug` never shows the token.
 struct Lease {
@@ -280,6 +295,10 @@ pub struct TokenManager {
     state: Mutex<State>,
     flight_done: Condvar,
     counters: Counters,
+    /// The last failed login, cleared by a successful one.
+    last_failure: Mutex<Option<LoginFailure>>,
+    /// Set by a credential file refused during the running login.
+    file_problem: Mutex<Option<&'static str>>,
 }
 
 impl fmt::Debug for TokenManager {
@@ -354,6 +373,8 @@ impl TokenManager {
             state: Mutex::new(State::default()),
             flight_done: Condvar::new(),
             counters: Counters::default(),
+            last_failure: Mutex::new(None),
+            file_problem: Mutex::new(None),
         })
     }
 
@@ -387,7 +408,7 @@ impl TokenManager {
                 if second.is_denied() {
                     tracing::warn!(
                         auth_method = self.method.name(),
-                        http_status = second.status(),
+                        http_status = u64::from(second.status()),
                         "openbao denied the request again after token recovery"
                     );
                     Err(TransitFailure {
@@ -441,6 +462,14 @@ impl TokenManager {
             recoveries: read(&self.counters.recoveries),
             recoveries_throttled: read(&self.counters.recoveries_throttled),
         }
+    }
+
+    /// The last failed login, if the latest login failed (the root cause of an auth failure).
+    pub fn last_login_failure(&self) -> Option<LoginFailure> {
+        self.last_failure
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// The auth method name (`token`, `approle`, `jwt`).
@@ -680,7 +709,7 @@ impl TokenManager {
         let result = self
             .http
             .send(
-                ApiRequest::post("auth/token/renew-self", &body)
+                ApiRequest::post(TOKEN_RENEW_PATH, &body)
                     .token(&old.token)
                     .timeout(self.policy.login_timeout),
             )
@@ -696,8 +725,9 @@ impl TokenManager {
                 bump(&self.counters.renewals_failed);
                 tracing::warn!(
                     auth_method = self.method.name(),
+                    path = TOKEN_RENEW_PATH,
                     error_class = failure.class.as_str(),
-                    http_status = ?failure.http_status,
+                    http_status = failure.http_status.map(u64::from),
                     "openbao token renewal failed"
                 );
             }
@@ -707,7 +737,11 @@ impl TokenManager {
 
     fn login(&self) -> Result<Grant, TransitFailure> {
         let started = self.clock.now();
-        let result = match &self.method {
+        *self
+            .file_problem
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = None;
+        let answered = match &self.method {
             Method::Token { token_file } => self.login_token_file(token_file, started),
             Method::AppRole {
                 login_path,
@@ -720,10 +754,27 @@ impl TokenManager {
                 jwt_file,
                 expectations,
             } => self.login_jwt(login_path, role, jwt_file, expectations, started),
-        }
-        .map_err(login_failure);
+        };
+        let (verb, path) = self.method.login_request();
+        let described = answered.as_ref().err().map(|failure| LoginFailure {
+            method: self.method.name(),
+            verb,
+            path: path.to_owned(),
+            answer: failure.class.as_str(),
+            http_status: failure.http_status,
+            credential_problem: self
+                .file_problem
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take(),
+        });
+        let result = answered.map_err(login_failure);
         match &result {
             Ok(grant) => {
+                *self
+                    .last_failure
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner) = None;
                 bump(&self.counters.logins_succeeded);
                 tracing::info!(
                     auth_method = self.method.name(),
@@ -736,10 +787,19 @@ impl TokenManager {
                 bump(&self.counters.logins_failed);
                 tracing::warn!(
                     auth_method = self.method.name(),
+                    path,
                     error_class = failure.class.as_str(),
-                    http_status = ?failure.http_status,
+                    openbao_answer = described.as_ref().map_or("", |described| described.answer),
+                    http_status = failure.http_status.map(u64::from),
+                    credential_problem = described
+                        .as_ref()
+                        .and_then(|described| described.credential_problem),
                     "openbao login failed"
                 );
+                *self
+                    .last_failure
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner) = described;
             }
         }
         result
@@ -750,9 +810,9 @@ impl TokenManager {
         token_file: &std::path::Path,
         started: Instant,
     ) -> Result<Grant, TransitFailure> {
-        let token = read_material(token_file, "token_file")?;
+        let token = read_material(token_file, "token_file", &self.file_problem)?;
         let mut response = self.http.send(
-            ApiRequest::get("auth/token/lookup-self")
+            ApiRequest::get(TOKEN_LOOKUP_PATH)
                 .token(&token)
                 .timeout(self.policy.login_timeout),
         )?;
@@ -773,8 +833,8 @@ impl TokenManager {
         secret_id_file: &std::path::Path,
         started: Instant,
     ) -> Result<Grant, TransitFailure> {
-        let role_id = read_material(role_id_file, "role_id_file")?;
-        let secret_id = read_material(secret_id_file, "secret_id_file")?;
+        let role_id = read_material(role_id_file, "role_id_file", &self.file_problem)?;
+        let secret_id = read_material(secret_id_file, "secret_id_file", &self.file_problem)?;
         let body = json!({ "role_id": role_id, "secret_id": secret_id });
         drop(secret_id);
         self.post_login(login_path, &body, started)
@@ -788,9 +848,13 @@ impl TokenManager {
         expectations: &JwtExpectations,
         started: Instant,
     ) -> Result<Grant, TransitFailure> {
-        let jwt = read_material(jwt_file, "jwt_file")?;
+        let jwt = read_material(jwt_file, "jwt_file", &self.file_problem)?;
         if let Err(error) = check_jwt(&jwt, self.clock.wall(), expectations) {
             tracing::warn!(reason = error.reason(), "jwt refused locally before login");
+            *self
+                .file_problem
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = Some(error.reason());
             return Err(TransitFailure::new(FailureClass::AuthFailed));
         }
         let body = json!({ "role": role, "jwt": jwt });
@@ -827,13 +891,18 @@ fn login_path(mount_path: &str) -> Result<String, AuthBuildError> {
     })
 }
 
-fn read_material(path: &std::path::Path, setting: &'static str) -> Result<String, TransitFailure> {
+fn read_material(
+    path: &std::path::Path,
+    setting: &'static str,
+    problem: &Mutex<Option<&'static str>>,
+) -> Result<String, TransitFailure> {
     read_credential(path).map_err(|error: CredentialError| {
         tracing::warn!(
             credential = setting,
             reason = error.reason(),
             "credential file refused"
         );
+        *problem.lock().unwrap_or_else(PoisonError::into_inner) = Some(error.reason());
         TransitFailure::new(FailureClass::AuthFailed)
     })
 }
