@@ -68,10 +68,16 @@ fn a_denied_token_lookup_is_named_with_its_path_and_status_and_ends_bootstrap_as
     assert_eq!(first["path"], "auth/token/lookup-self", "{first}");
     assert_eq!(first["error_class"], "auth_failed", "{first}");
     assert_eq!(first["openbao_answer"], "permission_denied", "{first}");
-    assert_eq!(first["http_status"], 403, "a number, not Some(403): {first}");
+    assert_eq!(
+        first["http_status"], 403,
+        "a number, not Some(403): {first}"
+    );
 
     let shutdown = lines(&log, "serve.shutdown");
-    let error = shutdown.last().unwrap()["error"].as_str().unwrap().to_owned();
+    let error = shutdown.last().unwrap()["error"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     assert!(
         error.starts_with(
             "bootstrap did not reach a healthy status within the grace timeout: auth_failed: \
@@ -86,7 +92,11 @@ fn a_denied_token_lookup_is_named_with_its_path_and_status_and_ends_bootstrap_as
 fn a_refused_approle_login_is_named_and_a_missing_secret_file_says_nothing_was_sent() {
     let e2e = E2e::new();
     let role_id = e2e.bao().file("role-id");
-    let wrong = secret_file(e2e.dir(), "wrong-secret-id", "00000000-0000-0000-0000-000000000000");
+    let wrong = secret_file(
+        e2e.dir(),
+        "wrong-secret-id",
+        "00000000-0000-0000-0000-000000000000",
+    );
     let auth = |secret: &Path| {
         format!(
             "auth:\n  method: approle\n  approle:\n    mountPath: auth/approle\n    \
