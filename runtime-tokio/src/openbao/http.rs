@@ -18,6 +18,9 @@ use std::time::Duration;
 use bao_kms_core::transit::{FailureClass, TransitFailure};
 use serde_json::Value;
 use ureq::http::Uri;
+use zeroize::Zeroizing;
+
+use super::auth::wipe::{WipedJson, wipe_json};
 use ureq::unversioned::resolver::{DefaultResolver, ResolvedSocketAddrs, Resolver};
 use ureq::unversioned::transport::{DefaultConnector, NextTimeout};
 
@@ -166,7 +169,8 @@ impl fmt::Debug for ApiRequest<'_> {
     }
 }
 
-/// An HTTP answer of any status. `Debug` shows the status only: bodies may hold secrets.
+/// An HTTP answer of any status. `Debug` shows the status only: bodies may hold secrets, and
+/// are wiped when dropped.
 pub struct ApiResponse {
     status: u16,
     body: Value,
@@ -203,9 +207,9 @@ impl ApiResponse {
         &self.body
     }
 
-    /// Takes the parsed JSON body out, leaving `Null`.
-    pub fn take_body(&mut self) -> Value {
-        self.body.take()
+    /// Takes the parsed JSON body out, leaving `Null`; it is wiped when dropped.
+    pub fn take_body(&mut self) -> WipedJson {
+        WipedJson::new(self.body.take())
     }
 
     /// The `Retry-After` delay, when the server sent one in seconds.
@@ -235,6 +239,12 @@ impl ApiResponse {
                 None
             },
         }
+    }
+}
+
+impl Drop for ApiResponse {
+    fn drop(&mut self) {
+        wipe_json(&mut self.body);
     }
 }
 
@@ -463,9 +473,17 @@ impl OpenBaoHttp {
         let url = format!("{}{}", self.base_url, request.path);
         self.requests_sent.fetch_add(1, Ordering::Relaxed);
         let sent = match (request.method, request.body) {
-            (Method::Post, Some(body)) => self
-                .decorate(self.agent.post(&url), &request)
-                .send_json(body),
+            (Method::Post, Some(body)) => {
+                // Serialized here rather than by ureq so that the bytes (a secret id, a JWT,
+                // base64 plaintext) are wiped once sent.
+                let bytes = Zeroizing::new(
+                    serde_json::to_vec(body)
+                        .map_err(|_| TransitFailure::new(FailureClass::InvalidRequest))?,
+                );
+                self.decorate(self.agent.post(&url), &request)
+                    .header("Content-Type", "application/json")
+                    .send(&bytes[..])
+            }
             (Method::Post, None) => self.decorate(self.agent.post(&url), &request).send_empty(),
             (Method::Get, _) => self.decorate(self.agent.get(&url), &request).call(),
         };
@@ -477,15 +495,17 @@ impl OpenBaoHttp {
             .and_then(|value| value.to_str().ok())
             .and_then(|text| text.trim().parse::<u64>().ok())
             .map(|secs| Duration::from_secs(secs).min(MAX_RETRY_AFTER));
-        let bytes = response
-            .body_mut()
-            .with_config()
-            .limit(MAX_RESPONSE_BYTES)
-            .read_to_vec()
-            .map_err(|error| TransitFailure {
-                http_status: Some(status),
-                ..transport_failure(&error)
-            })?;
+        let bytes = Zeroizing::new(
+            response
+                .body_mut()
+                .with_config()
+                .limit(MAX_RESPONSE_BYTES)
+                .read_to_vec()
+                .map_err(|error| TransitFailure {
+                    http_status: Some(status),
+                    ..transport_failure(&error)
+                })?,
+        );
         let body = if bytes.iter().all(u8::is_ascii_whitespace) {
             Value::Null
         } else {

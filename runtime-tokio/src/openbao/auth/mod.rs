@@ -18,6 +18,7 @@
 pub mod credentials;
 pub mod failure;
 pub mod jwt;
+pub mod wipe;
 
 use std::fmt;
 use std::path::PathBuf;
@@ -27,10 +28,12 @@ use std::time::{Duration, Instant};
 
 use bao_kms_core::transit::{FailureClass, TransitFailure};
 use serde_json::{Value, json};
+use zeroize::Zeroizing;
 
 use self::credentials::{CredentialError, read_credential};
 pub use self::failure::LoginFailure;
 use self::jwt::{JwtExpectations, check_jwt};
+use self::wipe::WipedJson;
 use super::clock::Clock;
 use super::http::{ApiRequest, ApiResponse, OpenBaoHttp, malformed_response, normalize_mount_path};
 
@@ -179,9 +182,10 @@ const TOKEN_LOOKUP_PATH: &str = "auth/token/lookup-self";
 /// Where tokens are renewed.
 const TOKEN_RENEW_PATH: &str = "auth/token/renew-self";
 
-/// A token and what is known of its lifetime. `Debug` never shows the token.
+/// A token and what is known of its lifetime. `Debug` never shows the token; it is wiped
+/// when the last caller using it lets go.
 struct Lease {
-    token: String,
+    token: Zeroizing<String>,
     obtained_at: Instant,
     /// `None`: the token does not expire (TTL 0, e.g. a root token).
     ttl: Option<Duration>,
@@ -213,7 +217,7 @@ impl fmt::Debug for Lease {
 
 /// The outcome of a login or renewal before it is installed.
 struct Grant {
-    token: String,
+    token: Zeroizing<String>,
     obtained_at: Instant,
     ttl: Option<Duration>,
     renewable: bool,
@@ -223,7 +227,7 @@ impl Grant {
     /// A grant from an answer object carrying its lifetime in `lifetime_field` (seconds; 0 means
     /// no expiry) and `renewable`. A token without expiry is never renewed.
     fn decode(
-        token: String,
+        token: Zeroizing<String>,
         started: Instant,
         object: &Value,
         lifetime_field: &str,
@@ -397,14 +401,14 @@ impl TokenManager {
         mut call: impl FnMut(&str) -> Result<ApiResponse, TransitFailure>,
     ) -> Result<ApiResponse, TransitFailure> {
         let lease = self.current()?;
-        let first = call(&lease.token)?;
+        let first = call(lease.token.as_str())?;
         if !first.is_denied() {
             return Ok(first);
         }
         match self.recover(&lease) {
             Recovered::Retry(fresh) => {
                 drop(lease);
-                let second = call(&fresh.token)?;
+                let second = call(fresh.token.as_str())?;
                 if second.is_denied() {
                     tracing::warn!(
                         auth_method = self.method.name(),
@@ -710,14 +714,14 @@ impl TokenManager {
             .http
             .send(
                 ApiRequest::post(TOKEN_RENEW_PATH, &body)
-                    .token(&old.token)
+                    .token(old.token.as_str())
                     .timeout(self.policy.login_timeout),
             )
             .and_then(|mut response| {
                 if !response.is_success() {
                     return Err(response.failure());
                 }
-                parse_auth(&response.take_body(), started, Some(&old.token))
+                parse_auth(&response.take_body(), started, Some(old.token.as_str()))
             });
         match &result {
             Ok(_) => bump(&self.counters.renewals_succeeded),
@@ -835,8 +839,10 @@ impl TokenManager {
     ) -> Result<Grant, TransitFailure> {
         let role_id = read_material(role_id_file, "role_id_file", &self.file_problem)?;
         let secret_id = read_material(secret_id_file, "secret_id_file", &self.file_problem)?;
-        let body = json!({ "role_id": role_id, "secret_id": secret_id });
-        drop(secret_id);
+        let body = WipedJson::new(json!({
+            "role_id": role_id.as_str(),
+            "secret_id": secret_id.as_str(),
+        }));
         self.post_login(login_path, &body, started)
     }
 
@@ -857,8 +863,7 @@ impl TokenManager {
                 .unwrap_or_else(PoisonError::into_inner) = Some(error.reason());
             return Err(TransitFailure::new(FailureClass::AuthFailed));
         }
-        let body = json!({ "role": role, "jwt": jwt });
-        drop(jwt);
+        let body = WipedJson::new(json!({ "role": role, "jwt": jwt.as_str() }));
         self.post_login(login_path, &body, started)
     }
 
@@ -895,7 +900,7 @@ fn read_material(
     path: &std::path::Path,
     setting: &'static str,
     problem: &Mutex<Option<&'static str>>,
-) -> Result<String, TransitFailure> {
+) -> Result<Zeroizing<String>, TransitFailure> {
     read_credential(path).map_err(|error: CredentialError| {
         tracing::warn!(
             credential = setting,
@@ -916,8 +921,8 @@ fn parse_auth(
     let auth = body.get("auth").filter(|auth| auth.is_object());
     let auth = auth.ok_or_else(|| malformed_response(Some(200)))?;
     let token = match (auth.get("client_token").and_then(Value::as_str), current) {
-        (Some(token), _) if !token.is_empty() => token.to_owned(),
-        (_, Some(current)) => current.to_owned(),
+        (Some(token), _) if !token.is_empty() => Zeroizing::new(token.to_owned()),
+        (_, Some(current)) => Zeroizing::new(current.to_owned()),
         (Some(_) | None, None) => return Err(malformed_response(Some(200))),
     };
     Grant::decode(token, started, auth, "lease_duration")
