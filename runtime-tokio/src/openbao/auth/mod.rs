@@ -26,6 +26,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
+use bao_kms_core::auth::{BackoffPolicy, LoginBackoff, LoginGate};
 use bao_kms_core::transit::{FailureClass, TransitFailure};
 use serde_json::{Value, json};
 use zeroize::Zeroizing;
@@ -267,9 +268,12 @@ impl Recovery {
     }
 }
 
-#[derive(Default)]
 struct State {
     lease: Option<Arc<Lease>>,
+    /// When the next login may start after failed ones (the core's machine).
+    backoff: LoginBackoff,
+    /// The failure of the last login, answered while the backoff holds logins back.
+    last_login_error: Option<TransitFailure>,
     generations: u64,
     flight: Option<u64>,
     flights: u64,
@@ -277,6 +281,30 @@ struct State {
     finished: Option<(u64, Option<TransitFailure>)>,
     refresh_not_before: Option<Instant>,
     recovery: Recovery,
+}
+
+impl State {
+    fn new(seed: u64) -> Self {
+        Self {
+            lease: None,
+            backoff: LoginBackoff::new(BackoffPolicy::DEFAULT, seed),
+            last_login_error: None,
+            generations: 0,
+            flight: None,
+            flights: 0,
+            finished: None,
+            refresh_not_before: None,
+            recovery: Recovery::default(),
+        }
+    }
+}
+
+/// A seed for the backoff jitter that differs between processes.
+fn jitter_seed() -> u64 {
+    use std::hash::{BuildHasher as _, Hasher as _};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u32(std::process::id());
+    hasher.finish()
 }
 
 enum FlightKind {
@@ -374,7 +402,7 @@ impl TokenManager {
             method,
             policy,
             clock,
-            state: Mutex::new(State::default()),
+            state: Mutex::new(State::new(jitter_seed())),
             flight_done: Condvar::new(),
             counters: Counters::default(),
             last_failure: Mutex::new(None),
@@ -439,6 +467,7 @@ impl TokenManager {
         while let Some(flight) = state.flight {
             state = self.wait_for_flight(state, flight)?;
         }
+        state.backoff.open_now();
         self.run_flight(state, FlightKind::Login).map(drop)
     }
 
@@ -530,6 +559,13 @@ impl TokenManager {
                 }
                 continue;
             }
+            // After failed logins the next one waits (jittered, doubling): meanwhile callers
+            // get the last failure at once instead of each starting a login.
+            if let LoginGate::ClosedUntil(_) = state.backoff.gate(now)
+                && let Some(failure) = state.last_login_error.clone()
+            {
+                return Err(failure);
+            }
             return self.run_flight(state, FlightKind::Login);
         }
     }
@@ -572,6 +608,24 @@ impl TokenManager {
         let now = self.clock.now();
         let retry_at = now.checked_add(REFRESH_RETRY_INTERVAL).unwrap_or(now);
         let mut state = self.lock();
+        if !is_refresh {
+            match &outcome {
+                Ok(_) => {
+                    state.backoff.succeeded();
+                    state.last_login_error = None;
+                }
+                Err(failure) => {
+                    let wait = state.backoff.failed(now);
+                    state.last_login_error = Some(failure.clone());
+                    tracing::info!(
+                        auth_method = self.method.name(),
+                        failures = state.backoff.failures(),
+                        wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+                        "openbao login backoff"
+                    );
+                }
+            }
+        }
         let result = match outcome {
             Ok(grant) => {
                 // A token granted inside the refresh window (max TTL reached, short TTL) is
