@@ -143,3 +143,15 @@ fn the_configuration_reference_documents_every_bound() {
         );
     }
 }
+
+#[test]
+fn counts_are_bounded_too() {
+    assert_eq!(
+        errors(&with("rotation.requireStableObservationCount", "1001").replace('"', "")),
+        "config invalid; rotation.requireStableObservationCount: must be between 1 and 1000"
+    );
+    assert_eq!(
+        errors(&with("rotation.requireStableObservationCount", "1000").replace('"', "")),
+        ""
+    );
+}

@@ -143,7 +143,8 @@ pub(super) fn validate(
         "rotation.requireStableObservationCount",
         rotation.require_stable_observation_count,
         3,
-        1..=u32::MAX,
+        // More would keep a new version from ever being promoted in practice.
+        1..=1000,
     );
 
     let logging = file.logging.unwrap_or_default();
