@@ -1,4 +1,5 @@
-//! The login backoff of the token lifecycle, as a pure machine.
+//! The token lifecycle's decisions, pure: when a held token must be refreshed first, when a
+//! renewal is not enough, and the login backoff.
 //!
 //! The runtime reports each login outcome with the monotonic `now` and asks whether a login may
 //! start. After a failed login the next one waits an exponentially growing, jittered interval,
@@ -111,6 +112,66 @@ impl LoginBackoff {
     }
 }
 
+/// What a caller does with the token it holds, seen at `now`.
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+pub enum TokenUse {
+    /// Use it as is.
+    Use,
+    /// Refresh it first (renew or log in); on failure keep using it, it is still valid.
+    RefreshFirst,
+    /// It has expired: a login is needed before any call.
+    Expired,
+}
+
+/// A held token's lifetime: when it was obtained and its TTL (`None`: it does not expire).
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+pub struct TokenLifetime {
+    /// When the grant was asked for (the TTL counts from there, conservatively).
+    pub obtained_at: Instant,
+    /// The granted TTL; `None` for a token that never expires.
+    pub ttl: Option<Duration>,
+}
+
+impl TokenLifetime {
+    /// Time left at `now`: `None` when it never expires, zero once expired.
+    pub fn remaining(&self, now: Instant) -> Option<Duration> {
+        let ttl = self.ttl?;
+        Some(ttl.saturating_sub(now.saturating_duration_since(self.obtained_at)))
+    }
+
+    /// What to do with the token at `now`. `window` is `auth.loginBeforeTokenExpiry`; a
+    /// refresh is not started while another login or renewal runs (`busy`) or before
+    /// `not_before` (after a failed refresh, or a grant that was already inside the window).
+    pub fn usage(
+        &self,
+        now: Instant,
+        window: Duration,
+        busy: bool,
+        not_before: Option<Instant>,
+    ) -> TokenUse {
+        match self.remaining(now) {
+            None => TokenUse::Use,
+            Some(left) if left.is_zero() => TokenUse::Expired,
+            Some(left) => {
+                let due = left <= window && !busy && not_before.is_none_or(|at| now >= at);
+                if due {
+                    TokenUse::RefreshFirst
+                } else {
+                    TokenUse::Use
+                }
+            }
+        }
+    }
+}
+
+/// Whether a grant of `ttl` is already inside the refresh window: the token reached its max
+/// TTL (a renewal granted less than asked) or is short-lived. After a renewal this means a
+/// login is needed; after any grant, the next early refresh waits a pause instead of running on
+/// every call.
+pub fn inside_refresh_window(ttl: Option<Duration>, window: Duration) -> bool {
+    ttl.is_some_and(|ttl| ttl <= window)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -156,6 +217,60 @@ mod tests {
             .map(|_| (one.failed(start), two.failed(start)))
             .collect();
         assert!(waits.iter().any(|(a, b)| a != b), "{waits:?}");
+    }
+
+    #[test]
+    fn a_token_is_used_until_its_window_refreshed_inside_it_and_replaced_once_expired() {
+        let start = crate::test_support::epoch();
+        let window = Duration::from_secs(300);
+        let token = TokenLifetime {
+            obtained_at: start,
+            ttl: Some(Duration::from_secs(3_600)),
+        };
+        let at = |secs| start + Duration::from_secs(secs);
+        assert_eq!(token.usage(at(0), window, false, None), TokenUse::Use);
+        assert_eq!(token.usage(at(3_299), window, false, None), TokenUse::Use);
+        assert_eq!(
+            token.usage(at(3_300), window, false, None),
+            TokenUse::RefreshFirst
+        );
+        // Another refresh runs, or the last one failed moments ago: keep using it.
+        assert_eq!(token.usage(at(3_300), window, true, None), TokenUse::Use);
+        assert_eq!(
+            token.usage(at(3_300), window, false, Some(at(3_305))),
+            TokenUse::Use
+        );
+        assert_eq!(
+            token.usage(at(3_305), window, false, Some(at(3_305))),
+            TokenUse::RefreshFirst
+        );
+        assert_eq!(
+            token.usage(at(3_600), window, false, None),
+            TokenUse::Expired
+        );
+        let root = TokenLifetime {
+            obtained_at: start,
+            ttl: None,
+        };
+        assert_eq!(
+            root.usage(at(1_000_000), window, false, None),
+            TokenUse::Use
+        );
+    }
+
+    #[test]
+    fn a_renewal_that_reached_the_max_ttl_is_inside_the_window() {
+        let window = Duration::from_secs(300);
+        assert!(inside_refresh_window(
+            Some(Duration::from_secs(120)),
+            window
+        ));
+        assert!(inside_refresh_window(Some(window), window));
+        assert!(!inside_refresh_window(
+            Some(Duration::from_secs(3_600)),
+            window
+        ));
+        assert!(!inside_refresh_window(None, window));
     }
 
     #[test]

@@ -4,6 +4,7 @@
 use std::sync::{Mutex, PoisonError};
 use std::time::Instant;
 
+use bao_kms_core::auth::inside_refresh_window;
 use bao_kms_core::transit::{FailureClass, TransitFailure};
 use serde_json::{Value, json};
 use zeroize::Zeroizing;
@@ -25,9 +26,8 @@ impl TokenManager {
         }
         match self.renew(old) {
             Ok(renewed) => {
-                let capped = renewed
-                    .ttl
-                    .is_some_and(|ttl| ttl <= self.policy.login_before_token_expiry);
+                let capped =
+                    inside_refresh_window(renewed.ttl, self.policy.login_before_token_expiry);
                 if capped {
                     // The token reached its max TTL: get a new one, keep the renewed one if
                     // the login fails.

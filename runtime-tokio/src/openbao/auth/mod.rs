@@ -27,7 +27,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use bao_kms_core::auth::{BackoffPolicy, LoginBackoff, LoginGate};
+use bao_kms_core::auth::{
+    BackoffPolicy, LoginBackoff, LoginGate, TokenLifetime, TokenUse, inside_refresh_window,
+};
 use bao_kms_core::transit::{FailureClass, TransitFailure};
 use serde_json::Value;
 use zeroize::Zeroizing;
@@ -195,10 +197,16 @@ struct Lease {
 }
 
 impl Lease {
+    fn lifetime(&self) -> TokenLifetime {
+        TokenLifetime {
+            obtained_at: self.obtained_at,
+            ttl: self.ttl,
+        }
+    }
+
     /// `None` when the token does not expire, else the time left (zero once expired).
     fn remaining(&self, now: Instant) -> Option<Duration> {
-        let ttl = self.ttl?;
-        Some(ttl.saturating_sub(now.saturating_duration_since(self.obtained_at)))
+        self.lifetime().remaining(now)
     }
 
     fn usable(&self, now: Instant) -> bool {
@@ -529,21 +537,21 @@ impl TokenManager {
         loop {
             let now = self.clock.now();
             if let Some(lease) = state.lease.clone() {
-                match lease.remaining(now) {
-                    None => return Ok(lease),
-                    Some(left) if !left.is_zero() => {
-                        let due = left <= self.policy.login_before_token_expiry
-                            && state.flight.is_none()
-                            && state.refresh_not_before.is_none_or(|at| now >= at);
-                        if !due {
-                            return Ok(lease);
-                        }
+                let usage = lease.lifetime().usage(
+                    now,
+                    self.policy.login_before_token_expiry,
+                    state.flight.is_some(),
+                    state.refresh_not_before,
+                );
+                match usage {
+                    TokenUse::Use => return Ok(lease),
+                    TokenUse::RefreshFirst => {
                         let refreshed =
                             self.run_flight(state, FlightKind::Refresh(Arc::clone(&lease)));
                         // A failed early refresh keeps the old, still valid token.
                         return Ok(refreshed.unwrap_or(lease));
                     }
-                    Some(_) => {}
+                    TokenUse::Expired => {}
                 }
             }
             if let Some(flight) = state.flight {
@@ -630,9 +638,7 @@ impl TokenManager {
             Ok(grant) => {
                 // A token granted inside the refresh window (max TTL reached, short TTL) is
                 // refreshed again only after a pause, not on every call.
-                let short = grant
-                    .ttl
-                    .is_some_and(|ttl| ttl <= self.policy.login_before_token_expiry);
+                let short = inside_refresh_window(grant.ttl, self.policy.login_before_token_expiry);
                 state.refresh_not_before = short.then_some(retry_at);
                 state.generations += 1;
                 let lease = Arc::new(Lease {
