@@ -3,7 +3,8 @@
 #   1. make sure the OpenBao 2.7.2 binary is installed and export BAO_BIN so the
 #      integration tests start the real server instead of skipping or guessing;
 #   2. cargo test for the whole workspace (--locked when Cargo.lock exists, so CI
-#      never silently resolves different versions);
+#      never silently resolves different versions), with the test-only fault-injection
+#      feature of the plugin binary;
 #   3. the core purity check.
 #
 # Usage: ./scripts/test.sh [extra cargo test args...]
@@ -21,8 +22,11 @@ log "BAO_BIN=$BAO_BIN"
 locked=()
 [[ -f Cargo.lock ]] && locked=(--locked)
 
-log "cargo test --workspace ${locked[*]} $*"
-cargo test --workspace "${locked[@]}" "$@"
+# The crash-only tests inject faults (a panicking driver, a stalled task) into the real binary;
+# the hook exists only in builds with this feature, never in a release.
+features=(--features bao-kms-runtime-tokio/fault-injection)
+log "cargo test --workspace ${locked[*]} ${features[*]} $*"
+cargo test --workspace "${locked[@]}" "${features[@]}" "$@"
 
 log "checking bao-kms-core purity"
 bash scripts/check-core-purity.sh

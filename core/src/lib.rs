@@ -58,6 +58,7 @@
 
 pub mod aad;
 pub mod annotations;
+pub mod auth;
 pub mod capabilities;
 pub mod ciphertext;
 pub mod cluster;

@@ -4,6 +4,10 @@
 //! pool (bounded by a semaphore) and come back as inputs; registry writes run one at a time
 //! because the core never asks for two. The driver publishes a snapshot of the provider's
 //! health after every input for `/ready` and the metrics.
+//!
+//! The loop turns at least every [`HEARTBEAT_INTERVAL`], also when idle, and records each turn
+//! in a [`Progress`] heartbeat: `/live` and the systemd watchdog read it to tell a stalled
+//! driver from an idle one.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -78,12 +82,48 @@ enum Command {
     Shutdown,
 }
 
+/// The longest the driver loop waits before it turns again, even with nothing to do.
+pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(1);
+
+/// When the driver loop last turned: written by the driver, read by `/live` and the watchdog.
+#[derive(Debug)]
+pub struct Progress {
+    base: Instant,
+    /// Milliseconds after `base` of the latest turn.
+    last: AtomicU64,
+}
+
+impl Progress {
+    fn new(now: Instant) -> Self {
+        Self {
+            base: now,
+            last: AtomicU64::new(0),
+        }
+    }
+
+    fn beat(&self, now: Instant) {
+        let millis = now.saturating_duration_since(self.base).as_millis();
+        self.last
+            .store(u64::try_from(millis).unwrap_or(u64::MAX), Ordering::Relaxed);
+    }
+
+    /// How long ago the driver loop last turned, seen at `now`.
+    pub fn age(&self, now: Instant) -> Duration {
+        let last = self
+            .base
+            .checked_add(Duration::from_millis(self.last.load(Ordering::Relaxed)))
+            .unwrap_or(self.base);
+        now.saturating_duration_since(last)
+    }
+}
+
 /// A cloneable handle to the running driver.
 #[derive(Clone, Debug)]
 pub struct DriverHandle {
     commands: mpsc::Sender<Command>,
     snapshot: watch::Receiver<Snapshot>,
     next_request: Arc<AtomicU64>,
+    progress: Arc<Progress>,
 }
 
 /// Tells the driver when a submitted request's caller stops waiting before the answer came, so
@@ -158,6 +198,11 @@ impl DriverHandle {
         self.snapshot.clone()
     }
 
+    /// The driver's heartbeat.
+    pub fn progress(&self) -> Arc<Progress> {
+        Arc::clone(&self.progress)
+    }
+
     /// Asks the driver to stop: waiting requests are answered, then the task ends.
     pub async fn shutdown(&self) {
         let _ = self.commands.send(Command::Shutdown).await;
@@ -224,6 +269,7 @@ pub fn spawn(
     };
     let (commands, receiver) = mpsc::channel(1024);
     let (publisher, snapshot) = watch::channel(initial);
+    let progress = Arc::new(Progress::new(now));
     let driver = Driver {
         provider,
         transit,
@@ -233,12 +279,14 @@ pub fn spawn(
         waiting: BTreeMap::new(),
         publisher,
         tasks: JoinSet::new(),
+        progress: Arc::clone(&progress),
     };
     let task = tokio::spawn(driver.run(receiver));
     let handle = DriverHandle {
         commands,
         snapshot,
         next_request: Arc::new(AtomicU64::new(0)),
+        progress,
     };
     (handle, task)
 }
@@ -252,6 +300,7 @@ struct Driver {
     waiting: BTreeMap<RequestId, oneshot::Sender<Result<KmsResponse, Refusal>>>,
     publisher: watch::Sender<Snapshot>,
     tasks: JoinSet<Completion>,
+    progress: Arc<Progress>,
 }
 
 impl Driver {
@@ -260,9 +309,14 @@ impl Driver {
         loop {
             let wake = self.carry_out_effects();
             self.publish();
+            let now = clock::now();
+            self.progress.beat(now);
             if stopping && self.tasks.is_empty() {
                 return;
             }
+            // An early Timeout input is harmless (the core checks its own deadlines); it keeps
+            // the heartbeat going while idle.
+            let wake = wake.min(now.checked_add(HEARTBEAT_INTERVAL).unwrap_or(wake));
             let sleep = tokio::time::sleep_until(tokio::time::Instant::from_std(wake));
             tokio::select! {
                 command = commands.recv(), if !stopping => match command {

@@ -445,6 +445,40 @@ pub fn notify_stopping_to(socket: Option<&str>) -> io::Result<bool> {
     notify_to(socket, "STOPPING=1")
 }
 
+/// Sends `message` (one or more `KEY=value` lines, such as `STATUS=serving`) to systemd when
+/// `NOTIFY_SOCKET` is set; `Ok(false)` when it is not.
+pub fn notify(message: &str) -> io::Result<bool> {
+    notify_to(notify_socket_from_env()?.as_deref(), message)
+}
+
+/// [`notify`] with the value of `NOTIFY_SOCKET` given.
+pub fn notify_message_to(socket: Option<&str>, message: &str) -> io::Result<bool> {
+    notify_to(socket, message)
+}
+
+/// The watchdog period systemd asks for: `WATCHDOG_USEC` microseconds, when set, positive, and
+/// meant for this process (`WATCHDOG_PID` absent or equal to its pid).
+pub fn watchdog_period() -> Option<Duration> {
+    let usec = std::env::var("WATCHDOG_USEC").ok();
+    let pid = std::env::var("WATCHDOG_PID").ok();
+    watchdog_period_from(usec.as_deref(), pid.as_deref(), std::process::id())
+}
+
+/// [`watchdog_period`] with the variables and the process id given.
+pub fn watchdog_period_from(
+    usec: Option<&str>,
+    pid: Option<&str>,
+    own_pid: u32,
+) -> Option<Duration> {
+    if let Some(pid) = pid
+        && pid.trim().parse::<u32>().ok() != Some(own_pid)
+    {
+        return None;
+    }
+    let usec: u64 = usec?.trim().parse().ok()?;
+    (usec > 0).then(|| Duration::from_micros(usec))
+}
+
 fn notify_socket_from_env() -> io::Result<Option<String>> {
     match std::env::var("NOTIFY_SOCKET") {
         Ok(value) => Ok(Some(value)),
@@ -461,6 +495,9 @@ fn notify_to(socket: Option<&str>, message: &str) -> io::Result<bool> {
         return Ok(false);
     };
     let datagram = UnixDatagram::unbound()?;
+    // A receiver that does not read must not block the caller (an async task, a watchdog):
+    // a full queue is an error, reported and retried at the next notification.
+    datagram.set_nonblocking(true)?;
     let sent = if let Some(name) = socket.strip_prefix('@') {
         send_abstract(&datagram, name, message)?
     } else if socket.starts_with('/') {
@@ -644,5 +681,21 @@ fn kind_of(metadata: &Metadata) -> &'static str {
         "device"
     } else {
         "file of unknown type"
+    }
+}
+
+#[cfg(test)]
+mod watchdog_tests {
+    use super::*;
+
+    #[test]
+    fn the_watchdog_period_honours_watchdog_usec_and_watchdog_pid() {
+        let second = Some(Duration::from_secs(1));
+        assert_eq!(watchdog_period_from(Some("1000000"), None, 7), second);
+        assert_eq!(watchdog_period_from(Some("1000000"), Some("7"), 7), second);
+        assert_eq!(watchdog_period_from(Some("1000000"), Some("8"), 7), None);
+        assert_eq!(watchdog_period_from(Some("0"), None, 7), None);
+        assert_eq!(watchdog_period_from(Some("soon"), None, 7), None);
+        assert_eq!(watchdog_period_from(None, Some("7"), 7), None);
     }
 }

@@ -919,7 +919,7 @@ fn only_the_observed_rotation_mode_exists() {
     assert_eq!(
         error_text(&yaml),
         "config invalid; rotation.mode: must be observed (the only mode of this release); \
-         rotation.requireStableObservationCount: must be at least 1"
+         rotation.requireStableObservationCount: must be between 1 and 1000"
     );
 }
 

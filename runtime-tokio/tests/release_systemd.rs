@@ -93,6 +93,8 @@ fn a_missing_configuration_or_socket_directory_fails_the_start_instead_of_skippi
     assert!(keys.contains(&"AssertPathExists") && keys.contains(&"AssertPathIsDirectory"));
     assert!(!keys.iter().any(|key| key.starts_with("ConditionPath")));
     assert!(keys.iter().filter(|key| **key == "Documentation").count() >= 2);
-    // No watchdog until the provider sends keep-alives (systemd would kill a healthy process).
-    assert!(!keys.contains(&"WatchdogSec"));
+    // The provider pings the watchdog while its driver turns; no core dumps; SIGHUP reloads.
+    assert!(keys.contains(&"WatchdogSec"));
+    assert!(unit.lines().any(|line| line == "LimitCORE=0"));
+    assert!(keys.contains(&"ExecReload"));
 }

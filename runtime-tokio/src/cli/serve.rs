@@ -4,9 +4,19 @@
 //! taken, the provider is built from the stored registry, the bootstrap probes must pass, and
 //! only then is the KMS socket bound. On SIGTERM or SIGINT the gRPC server drains, waiting
 //! requests are answered and the socket is unlinked.
+//!
+//! Crash-only: the driver, the gRPC server and the listeners are supervised; when one of them
+//! ends outside a shutdown the process exits with status 5 within a second, so the service
+//! manager restarts it instead of leaving a process that is up but cannot serve. SIGHUP
+//! re-reads the credential files (a fresh login) and never stops the process.
 
+mod fault;
+mod supervise;
+
+use std::future::Future;
 use std::io::Read as _;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bao_kms_core::Provider;
@@ -25,6 +35,8 @@ use crate::files::{RegistryLock, RegistryPaths, read_stored};
 use crate::grpc::KmsService;
 use crate::openbao::OpenBaoClient;
 use crate::{clock, socket, telemetry};
+
+use self::supervise::{LiveFlag, Phase, Supervisor};
 
 /// How long in-flight RPCs may take to finish after a shutdown signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(15);
@@ -47,6 +59,8 @@ pub(super) fn run(cli: &Cli) -> ExitCode {
         eprintln!("logging setup failed: {error}");
         return ExitCode::Runtime;
     }
+    let hardening = supervise::harden();
+    supervise::install_panic_hook();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -57,11 +71,29 @@ pub(super) fn run(cli: &Cli) -> ExitCode {
             return ExitCode::Runtime;
         }
     };
-    runtime.block_on(serve(config))
+    let code = runtime.block_on(serve(config, hardening));
+    // A blocking call that never returns (a hung disk, a stuck Transit call) must not hold the
+    // exit: the process ends, and the kernel reclaims what is left.
+    runtime.shutdown_timeout(EXIT_GRACE);
+    code
 }
 
-async fn serve(config: Config) -> ExitCode {
-    tracing::info!(message = "serve.start", version = PLUGIN_VERSION);
+/// How long blocking threads get to finish once `serve` has decided to exit.
+const EXIT_GRACE: Duration = Duration::from_millis(250);
+
+async fn serve(config: Config, hardening: supervise::Hardening) -> ExitCode {
+    tracing::info!(
+        message = "serve.start",
+        version = PLUGIN_VERSION,
+        dumpable = hardening.dumpable,
+        core_limit_zero = hardening.core_limit_zero
+    );
+    if hardening.dumpable || !hardening.core_limit_zero {
+        tracing::warn!(
+            message = "serve.hardening_incomplete",
+            dumpable = hardening.dumpable
+        );
+    }
     match start(config).await {
         Ok(code) => code,
         Err(failure) => {
@@ -92,6 +124,10 @@ impl StartFailure {
 async fn start(config: Config) -> Result<ExitCode, StartFailure> {
     let client = OpenBaoClient::new(crate::adapters::client_settings(&config))
         .map_err(|error| StartFailure::Config(error.to_string()))?;
+    // Registered first: from here on SIGHUP reloads credentials instead of killing.
+    let hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .map_err(|error| StartFailure::Runtime(format!("SIGHUP handler: {error}")))?;
+    tokio::spawn(reload_on_hangup(hangups, client.clone()));
     let paths = RegistryPaths::new(&config.state_path)
         .map_err(|error| StartFailure::Config(error.to_string()))?;
     let lock =
@@ -119,14 +155,31 @@ async fn start(config: Config) -> Result<ExitCode, StartFailure> {
         provider,
         Arc::new(client.clone()),
         Arc::new(FileRegistry::new(paths)),
-        observer.clone(),
+        fault::driver_events(observer.clone()),
     );
+    let mut tasks = Supervisor::default();
+    tasks.watch(DRIVER_TASK, driver_task);
+    let (phase_tx, phase) = watch::channel(Phase::Bootstrap);
+    tokio::spawn(supervise::notify_systemd(driver.clone(), phase));
     let (stop_listeners, listeners_stopped) = watch::channel(false);
-    let live = Arc::new(std::sync::atomic::AtomicBool::new(true));
-    start_listeners(&config, &driver, &metrics, &live, &listeners_stopped).await?;
-    tokio::spawn(observer.clone().follow(driver.watch()));
+    let live: LiveFlag = Arc::new(AtomicBool::new(true));
+    start_listeners(
+        &config,
+        &driver,
+        &metrics,
+        &live,
+        &listeners_stopped,
+        &mut tasks,
+    )
+    .await?;
+    let follower = observer.clone();
+    let snapshots = driver.watch();
+    tasks.spawn_follower(TELEMETRY_TASK, async move {
+        follower.follow(snapshots).await;
+        Ok(())
+    });
 
-    wait_for_bootstrap(&config, &driver).await?;
+    wait_for_bootstrap(&config, &driver, &client, &mut tasks).await?;
 
     let policy = socket::SocketPolicy {
         path: config.server.socket_path.clone(),
@@ -150,61 +203,80 @@ async fn start(config: Config) -> Result<ExitCode, StartFailure> {
         .max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_GRPC_MESSAGE_BYTES);
     let (stop_grpc, grpc_stopped) = tokio::sync::oneshot::channel::<()>();
-    let grpc = tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(server)
-            // Every connection through the `:authority` fix: see `grpc::authority`.
-            .serve_with_incoming_shutdown(
-                UnixListenerStream::new(listener)
-                    .map(|accepted| accepted.map(crate::grpc::authority::AuthorityFix::new)),
-                async {
-                    let _ = grpc_stopped.await;
-                },
-            ),
-    );
-    if let Err(error) = socket::notify_ready() {
+    let grpc = tonic::transport::Server::builder()
+        .add_service(server)
+        // Every connection through the `:authority` fix: see `grpc::authority`.
+        .serve_with_incoming_shutdown(
+            UnixListenerStream::new(listener)
+                .map(|accepted| accepted.map(crate::grpc::authority::AuthorityFix::new)),
+            async {
+                let _ = grpc_stopped.await;
+            },
+        );
+    tasks.spawn(GRPC_TASK, async move {
+        grpc.await.map_err(|error| error.to_string())
+    });
+    phase_tx.send_replace(Phase::Serving);
+    if let Err(error) = socket::notify("READY=1\nSTATUS=serving") {
         tracing::warn!(message = "serve.notify_failed", error = %error);
     }
+    fault::arm_on_sigusr2();
     tracing::info!(message = "serve.ready");
 
-    let signal = shutdown_signal().await;
+    let signal = tokio::select! {
+        signal = shutdown_signal() => signal,
+        (name, ended) = tasks.next_cause() => {
+            supervise::log_unexpected_end(name, &ended);
+            live.store(false, Ordering::SeqCst);
+            drop(guard);
+            drop(lock);
+            return Ok(ExitCode::Runtime);
+        }
+    };
     tracing::info!(message = "serve.shutdown", reason = signal);
-    let _ = socket::notify_stopping();
+    phase_tx.send_replace(Phase::Stopping);
+    let _ = socket::notify("STOPPING=1\nSTATUS=stopping: draining requests");
     let _ = stop_grpc.send(());
-    let drained = tokio::time::timeout(SHUTDOWN_GRACE, grpc).await;
+    let drained = tasks.wait_for(GRPC_TASK, SHUTDOWN_GRACE).await;
     driver.shutdown().await;
-    let _ = tokio::time::timeout(SHUTDOWN_GRACE, driver_task).await;
-    live.store(false, std::sync::atomic::Ordering::SeqCst);
+    let _ = tasks.wait_for(DRIVER_TASK, SHUTDOWN_GRACE).await;
+    live.store(false, Ordering::SeqCst);
     let _ = stop_listeners.send(true);
     drop(guard);
     drop(lock);
     Ok(match drained {
-        Ok(Ok(Ok(()))) => ExitCode::Success,
-        Ok(Ok(Err(error))) => {
+        Some(supervise::Ended::Returned) => ExitCode::Success,
+        Some(supervise::Ended::Failed(error)) => {
             tracing::error!(message = "serve.shutdown", reason = "runtime_failed", error = %error);
             ExitCode::Runtime
         }
-        Ok(Err(_)) | Err(_) => ExitCode::Runtime,
+        Some(_) | None => ExitCode::Runtime,
     })
 }
+
+/// Names of the supervised tasks, as logged.
+const DRIVER_TASK: &str = "driver";
+const GRPC_TASK: &str = "grpc";
+const METRICS_TASK: &str = "metrics";
+const HEALTH_TASK: &str = "health";
+const TELEMETRY_TASK: &str = "telemetry";
 
 /// Binds the metrics and health listeners (before bootstrap, so `/ready` explains a slow start).
 async fn start_listeners(
     config: &Config,
     driver: &DriverHandle,
     metrics: &telemetry::Metrics,
-    live: &Arc<std::sync::atomic::AtomicBool>,
+    live: &LiveFlag,
     stopped: &watch::Receiver<bool>,
+    tasks: &mut Supervisor,
 ) -> Result<(), StartFailure> {
     if let Some(address) = &config.server.metrics_address {
         let listener = telemetry::bind(address)
             .await
             .map_err(|error| StartFailure::Runtime(format!("metrics listener: {error}")))?;
-        tokio::spawn(telemetry::serve_metrics(
-            listener,
-            metrics.clone(),
-            wait_true(stopped.clone()),
-        ));
+        let serving =
+            telemetry::serve_metrics(listener, metrics.clone(), wait_true(stopped.clone()));
+        tasks.spawn(METRICS_TASK, ended_by(serving, stopped.clone()));
     }
     if let Some(address) = &config.server.health_address {
         let listener = telemetry::bind(address)
@@ -215,27 +287,69 @@ async fn start_listeners(
         let source: telemetry::HealthSource = Arc::new(move || {
             let snapshot = driver.snapshot();
             telemetry::HealthView {
-                live: live.load(std::sync::atomic::Ordering::SeqCst),
+                // A driver that stopped turning cannot answer anything: not live.
+                live: live.load(Ordering::SeqCst) && supervise::driver_progressing(&driver),
                 report: Some(snapshot.report),
                 has_active_key: snapshot.active.is_some(),
             }
         });
-        tokio::spawn(telemetry::serve_health(
-            listener,
-            source,
-            wait_true(stopped.clone()),
-        ));
+        let serving = telemetry::serve_health(listener, source, wait_true(stopped.clone()));
+        tasks.spawn(HEALTH_TASK, ended_by(serving, stopped.clone()));
     }
     Ok(())
+}
+
+/// A listener's future as a supervised task: ending before `stopped` is set is an error.
+async fn ended_by(
+    serving: impl Future<Output = ()>,
+    stopped: watch::Receiver<bool>,
+) -> Result<(), String> {
+    serving.await;
+    if *stopped.borrow() {
+        Ok(())
+    } else {
+        Err("the listener stopped accepting connections".to_owned())
+    }
 }
 
 async fn wait_true(mut stopped: watch::Receiver<bool>) {
     let _ = stopped.wait_for(|stop| *stop).await;
 }
 
+/// On every SIGHUP: re-reads the credential files and logs in with them; the current token
+/// stays in use when that fails. Never ends the process.
+async fn reload_on_hangup(mut hangups: tokio::signal::unix::Signal, client: OpenBaoClient) {
+    while hangups.recv().await.is_some() {
+        tracing::info!(
+            message = "serve.reload",
+            reason = "sighup",
+            auth_method = client.token_manager().method_name()
+        );
+        let reloading = client.clone();
+        let outcome =
+            tokio::task::spawn_blocking(move || reloading.token_manager().reload_credentials())
+                .await;
+        match outcome {
+            Ok(Ok(())) => tracing::info!(message = "serve.reloaded", outcome = "ok"),
+            Ok(Err(failure)) => tracing::warn!(
+                message = "serve.reloaded",
+                outcome = "failed",
+                error_class = failure.class.as_str(),
+                http_status = failure.http_status.map(u64::from)
+            ),
+            Err(_) => tracing::error!(message = "serve.reloaded", outcome = "panicked"),
+        }
+    }
+}
+
 /// Waits until Status is healthy, for at most `bootstrap.graceTimeout` (a single probe cycle
-/// when it is zero).
-async fn wait_for_bootstrap(config: &Config, driver: &DriverHandle) -> Result<(), StartFailure> {
+/// when it is zero). A supervised task that ends meanwhile ends the bootstrap too.
+async fn wait_for_bootstrap(
+    config: &Config,
+    driver: &DriverHandle,
+    client: &OpenBaoClient,
+    tasks: &mut Supervisor,
+) -> Result<(), StartFailure> {
     let single_attempt = config.openbao.timeout * 4;
     let grace = config.bootstrap.grace_timeout.max(single_attempt);
     let mut snapshots = driver.watch();
@@ -243,25 +357,46 @@ async fn wait_for_bootstrap(config: &Config, driver: &DriverHandle) -> Result<()
         grace,
         snapshots.wait_for(|snapshot| snapshot.report.healthy),
     );
-    match healthy.await {
+    let outcome = tokio::select! {
+        outcome = healthy => outcome,
+        (name, ended) = tasks.next_cause() => {
+            supervise::log_unexpected_end(name, &ended);
+            return Err(StartFailure::Runtime(format!(
+                "the {name} task {} during bootstrap",
+                ended.as_str()
+            )));
+        }
+    };
+    match outcome {
         Ok(Ok(_)) => Ok(()),
         Ok(Err(_)) => Err(StartFailure::Runtime(
             "the provider stopped during bootstrap".into(),
         )),
-        Err(_) => {
-            let reasons: Vec<&str> = driver
-                .snapshot()
-                .report
-                .reasons
-                .iter()
-                .map(|reason| reason.as_str())
-                .collect();
-            Err(StartFailure::Runtime(format!(
-                "bootstrap did not reach a healthy status within the grace timeout (reasons: {})",
-                reasons.join(", ")
-            )))
-        }
+        Err(_) => Err(StartFailure::Runtime(format!(
+            "bootstrap did not reach a healthy status within the grace timeout: {}",
+            bootstrap_cause(&driver.snapshot().report, client)
+        ))),
     }
+}
+
+/// Why bootstrap failed, root cause first: a failed login (method, request and OpenBao's
+/// answer), else the first probe failure, then the Status reasons it led to.
+fn bootstrap_cause(report: &bao_kms_core::health::HealthReport, client: &OpenBaoClient) -> String {
+    let reasons: Vec<&str> = report
+        .reasons
+        .iter()
+        .map(|reason| reason.as_str())
+        .collect();
+    let root = if let Some(login) = client.token_manager().last_login_failure() {
+        format!("auth_failed: {login}")
+    } else if let Some(class) = report.metadata_error_class {
+        format!("metadata probe failed: {class}")
+    } else if let Some(class) = report.deep_error_class {
+        format!("encrypt/decrypt probe failed: {class}")
+    } else {
+        "no probe succeeded".to_owned()
+    };
+    format!("{root} (Status reasons: {})", reasons.join(", "))
 }
 
 /// Resolves on SIGTERM or SIGINT and names the signal.

@@ -29,6 +29,7 @@ use std::io::Read;
 use std::path::PathBuf;
 
 mod address;
+mod bounds;
 mod duration;
 mod error;
 mod files;
@@ -36,6 +37,7 @@ mod schema;
 mod settings;
 mod validate;
 
+pub use bounds::{DURATION_BOUNDS, DurationBounds};
 pub use duration::{DurationError, format_duration, parse_duration};
 pub use error::{ConfigError, Problem};
 pub use files::check_files;

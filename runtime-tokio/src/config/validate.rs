@@ -9,6 +9,11 @@ use bao_kms_core::config::{BatchPolicy, ConcurrencyLimits};
 use bao_kms_core::identity::{IdentityScope, IdentityValues, check_label, check_relative_path};
 
 use super::address::{ListenAddress, is_hostname, normalize_https_url};
+use super::bounds::{
+    ACTIVATION_DELAY, DEEP_PROBE_INTERVAL, DurationBounds, GRACE_TIMEOUT, JWT_CLOCK_SKEW_LEEWAY,
+    JWT_MIN_REMAINING_TTL, LOGIN_BEFORE_TOKEN_EXPIRY, LOGIN_TIMEOUT, OPENBAO_TIMEOUT,
+    PROBE_INTERVAL, RETRY_INTERVAL, STATUS_MAX_STALENESS, TOKEN_RENEWAL_INCREMENT,
+};
 use super::duration::{format_duration, parse_duration};
 use super::error::{ConfigError, Problem};
 use super::schema::{
@@ -80,13 +85,13 @@ pub(super) fn validate(
         "bootstrap.graceTimeout",
         bootstrap.grace_timeout.as_ref(),
         Duration::from_secs(60),
-        Bound::NonNegative,
+        GRACE_TIMEOUT,
     );
     let retry_interval = check.duration(
         "bootstrap.retryInterval",
         bootstrap.retry_interval.as_ref(),
         Duration::from_secs(5),
-        Bound::Positive,
+        RETRY_INTERVAL,
     );
 
     let status = file.status.unwrap_or_default();
@@ -94,19 +99,19 @@ pub(super) fn validate(
         "status.probeInterval",
         status.probe_interval.as_ref(),
         Duration::from_secs(30),
-        Bound::Positive,
+        PROBE_INTERVAL,
     );
     let deep_probe_interval = check.duration(
         "status.deepProbeInterval",
         status.deep_probe_interval.as_ref(),
         Duration::from_secs(300),
-        Bound::Positive,
+        DEEP_PROBE_INTERVAL,
     );
     let status_max_staleness = check.duration(
         "status.statusMaxStaleness",
         status.status_max_staleness.as_ref(),
         Duration::from_secs(120),
-        Bound::Positive,
+        STATUS_MAX_STALENESS,
     );
     if let (Some(probe), Some(staleness)) = (probe_interval, status_max_staleness)
         && probe >= staleness
@@ -132,13 +137,14 @@ pub(super) fn validate(
         "rotation.activationDelay",
         rotation.activation_delay.as_ref(),
         Duration::from_secs(120),
-        Bound::Positive,
+        ACTIVATION_DELAY,
     );
     let stable_count = check.count(
         "rotation.requireStableObservationCount",
         rotation.require_stable_observation_count,
         3,
-        1..=u32::MAX,
+        // More would keep a new version from ever being promoted in practice.
+        1..=1000,
     );
 
     let logging = file.logging.unwrap_or_default();
@@ -290,12 +296,6 @@ impl Sourced {
             origin: "",
         })
     }
-}
-
-#[derive(Clone, Copy)]
-enum Bound {
-    Positive,
-    NonNegative,
 }
 
 #[derive(Clone, Copy, Eq, PartialEq)]
@@ -450,7 +450,7 @@ impl Checker {
             "openbao.timeout",
             openbao.timeout.as_ref(),
             Duration::from_secs(2),
-            Bound::Positive,
+            OPENBAO_TIMEOUT,
         );
         // instanceId and namespace are identity values, checked by the core's IdentityScope.
         let namespace = openbao
@@ -555,13 +555,13 @@ impl Checker {
             "auth.loginBeforeTokenExpiry",
             auth.login_before_token_expiry.as_ref(),
             Duration::from_secs(300),
-            Bound::Positive,
+            LOGIN_BEFORE_TOKEN_EXPIRY,
         );
         let token_renewal_increment = self.duration(
             "auth.tokenRenewalIncrement",
             auth.token_renewal_increment.as_ref(),
             Duration::from_secs(3_600),
-            Bound::Positive,
+            TOKEN_RENEWAL_INCREMENT,
         );
         if let (Some(before), Some(increment)) =
             (login_before_token_expiry, token_renewal_increment)
@@ -580,7 +580,7 @@ impl Checker {
                 "auth.loginTimeout",
                 auth.login_timeout.as_ref(),
                 Duration::ZERO,
-                Bound::NonNegative,
+                LOGIN_TIMEOUT,
             )
             .map(|timeout| {
                 if timeout.is_zero() {
@@ -662,13 +662,13 @@ impl Checker {
             "auth.jwt.minRemainingTtl",
             jwt.min_remaining_ttl.as_ref(),
             Duration::from_secs(120),
-            Bound::Positive,
+            JWT_MIN_REMAINING_TTL,
         );
         let clock_skew_leeway = self.duration(
             "auth.jwt.clockSkewLeeway",
             jwt.clock_skew_leeway.as_ref(),
             Duration::from_secs(30),
-            Bound::NonNegative,
+            JWT_CLOCK_SKEW_LEEWAY,
         );
         let expected_issuer =
             self.optional_label("auth.jwt.expectedIssuer", jwt.expected_issuer.as_ref());
@@ -922,7 +922,7 @@ impl Checker {
         field: &str,
         value: Option<&DurationText>,
         default: Duration,
-        bound: Bound,
+        bounds: DurationBounds,
     ) -> Option<Duration> {
         let Some(text) = value else {
             return Some(default);
@@ -934,13 +934,28 @@ impl Checker {
                 return None;
             }
         };
-        match bound {
-            Bound::Positive if duration.is_zero() => {
-                self.problem(field, "must be greater than 0");
-                None
-            }
-            Bound::Positive | Bound::NonNegative => Some(duration),
+        if duration.is_zero() && bounds.zero_means_default {
+            return Some(duration);
         }
+        if duration.is_zero() && !bounds.min.is_zero() {
+            self.problem(field, "must be greater than 0");
+            return None;
+        }
+        if duration < bounds.min {
+            self.problem(
+                field,
+                format!("must be at least {}", format_duration(bounds.min)),
+            );
+            return None;
+        }
+        if duration > bounds.max {
+            self.problem(
+                field,
+                format!("must be at most {}", format_duration(bounds.max)),
+            );
+            return None;
+        }
+        Some(duration)
     }
 
     fn count(

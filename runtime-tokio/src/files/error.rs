@@ -74,6 +74,15 @@ pub enum FileError {
         /// The limit.
         limit: u64,
     },
+    /// An earlier write to the same registry has not returned yet (a hung disk or a frozen
+    /// filesystem); nothing was written.
+    #[error("an earlier write of {} has not returned for {seconds} s; nothing was written", path.display())]
+    WriteInProgress {
+        /// The state file.
+        path: PathBuf,
+        /// How long the earlier write has been running.
+        seconds: u64,
+    },
     /// Another process (or another [`RegistryLock`](super::RegistryLock) in this one) holds the
     /// lock.
     #[error("key registry state is locked by another process")]

@@ -35,7 +35,7 @@ pub use lock::RegistryLock;
 pub use read::read_stored;
 pub use write::write_registry;
 
-/// The largest state or checkpoint file [`read_stored`] accepts: 4 MiB.
+/// The largest state or checkpoint file [`read_stored`] accepts and [`write_registry`] writes: 4 MiB.
 pub const MAX_FILE_BYTES: u64 = 4 * 1024 * 1024;
 
 /// Mode bits a state or checkpoint file must not have (so at most `0640`).

@@ -1,14 +1,69 @@
 //! Writing the state and checkpoint files, atomically and durably.
 
+use std::collections::BTreeMap;
 use std::fs::{File, Permissions};
 use std::io::Write;
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use rustix::fs::{AtFlags, Mode, OFlags};
 use rustix::io::Errno;
 
-use super::{DirCheck, Entry, FILE_MODE, FileError, RegistryPaths, open_dir};
+use super::{DirCheck, Entry, FILE_MODE, FileError, MAX_FILE_BYTES, RegistryPaths, open_dir};
+use crate::clock;
+
+/// A write slower than this is logged when it finally returns.
+const SLOW_WRITE: Duration = Duration::from_secs(1);
+
+/// State files with a write in progress, and since when. A write that hangs (a frozen
+/// filesystem, a dead disk) keeps its entry until it returns; every other write to the same
+/// registry fails at once meanwhile, instead of queueing another blocked thread behind it or
+/// racing it on the temporary file.
+static IN_PROGRESS: Mutex<BTreeMap<PathBuf, Instant>> = Mutex::new(BTreeMap::new());
+
+/// The entry of a write in progress; removed when the write returns, however it returns.
+struct InProgress {
+    path: PathBuf,
+    started: Instant,
+}
+
+impl InProgress {
+    fn enter(path: &Path) -> Result<Self, FileError> {
+        let now = clock::now();
+        let mut writes = IN_PROGRESS.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(started) = writes.get(path) {
+            return Err(FileError::WriteInProgress {
+                path: path.to_path_buf(),
+                seconds: now.saturating_duration_since(*started).as_secs(),
+            });
+        }
+        writes.insert(path.to_path_buf(), now);
+        Ok(Self {
+            path: path.to_path_buf(),
+            started: now,
+        })
+    }
+}
+
+impl Drop for InProgress {
+    fn drop(&mut self) {
+        IN_PROGRESS
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&self.path);
+        let took = clock::now().saturating_duration_since(self.started);
+        if took >= SLOW_WRITE {
+            tracing::warn!(
+                message = "state.write_slow",
+                path = %self.path.display(),
+                millis = u64::try_from(took.as_millis()).unwrap_or(u64::MAX)
+            );
+        }
+    }
+}
 
 /// Writes the state file, then the checkpoint, each atomically and durably.
 ///
@@ -19,12 +74,26 @@ use super::{DirCheck, Entry, FILE_MODE, FileError, RegistryPaths, open_dir};
 /// checkpoint fails, the new state is already in place, which the core's load rules accept
 /// (state one generation ahead of the checkpoint).
 ///
+/// Like the read path, a file larger than [`MAX_FILE_BYTES`] is refused (and nothing is
+/// written): a state written past the limit could not be read back at the next start. While an
+/// earlier write to the same registry has not returned, this one fails at once with
+/// [`FileError::WriteInProgress`].
+///
 /// The caller holds the [`RegistryLock`](super::RegistryLock).
 pub fn write_registry(
     paths: &RegistryPaths,
     state: &str,
     checkpoint: &str,
 ) -> Result<(), FileError> {
+    for (entry, bytes) in [(&paths.state, state), (&paths.checkpoint, checkpoint)] {
+        if u64::try_from(bytes.len()).map_or(true, |len| len > MAX_FILE_BYTES) {
+            return Err(FileError::TooLarge {
+                path: entry.path().to_path_buf(),
+                limit: MAX_FILE_BYTES,
+            });
+        }
+    }
+    let _in_progress = InProgress::enter(paths.state())?;
     let dir = open_dir(paths.dir(), DirCheck::Mode)?;
     write_atomic(&dir, &paths.state_temp, &paths.state, state.as_bytes())?;
     write_atomic(

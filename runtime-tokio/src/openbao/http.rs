@@ -17,6 +17,7 @@ use bao_kms_core::cluster::{Cluster, NodeHealth, NodeRole};
 use bao_kms_core::transit::{FailureClass, TransitFailure};
 use serde_json::Value;
 
+use super::auth::wipe::{WipedJson, wipe_json};
 use super::node::NodeHttp;
 
 /// Largest response body read from OpenBao; a larger body makes the call `Unavailable`.
@@ -171,7 +172,8 @@ impl fmt::Debug for ApiRequest<'_> {
     }
 }
 
-/// An HTTP answer of any status. `Debug` shows the status only: bodies may hold secrets.
+/// An HTTP answer of any status. `Debug` shows the status only: bodies may hold secrets, and
+/// are wiped when dropped.
 pub struct ApiResponse {
     pub(super) status: u16,
     pub(super) body: Value,
@@ -211,9 +213,9 @@ impl ApiResponse {
         &self.body
     }
 
-    /// Takes the parsed JSON body out, leaving `Null`.
-    pub fn take_body(&mut self) -> Value {
-        self.body.take()
+    /// Takes the parsed JSON body out, leaving `Null`; it is wiped when dropped.
+    pub fn take_body(&mut self) -> WipedJson {
+        WipedJson::new(self.body.take())
     }
 
     /// The `Retry-After` delay, when the server sent one in seconds.
@@ -243,6 +245,12 @@ impl ApiResponse {
                 None
             },
         }
+    }
+}
+
+impl Drop for ApiResponse {
+    fn drop(&mut self) {
+        wipe_json(&mut self.body);
     }
 }
 

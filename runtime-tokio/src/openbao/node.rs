@@ -9,11 +9,12 @@ use std::fmt;
 use std::net::IpAddr;
 use std::time::Duration;
 
-use bao_kms_core::transit::TransitFailure;
+use bao_kms_core::transit::{FailureClass, TransitFailure};
 use serde_json::Value;
 use ureq::http::Uri;
 use ureq::unversioned::resolver::{DefaultResolver, ResolvedSocketAddrs, Resolver};
 use ureq::unversioned::transport::{DefaultConnector, NextTimeout};
+use zeroize::Zeroizing;
 
 use super::http::{
     ApiRequest, ApiResponse, HttpBuildError, HttpSettings, MAX_IDLE_CONNECTIONS,
@@ -120,9 +121,17 @@ impl NodeHttp {
     pub(super) fn send(&self, request: &ApiRequest<'_>) -> Result<ApiResponse, TransitFailure> {
         let url = format!("{}{}", self.base_url, request.path);
         let sent = match (request.method, request.body) {
-            (Method::Post, Some(body)) => self
-                .decorate(self.agent.post(&url), request)
-                .send_json(body),
+            (Method::Post, Some(body)) => {
+                // Serialized here rather than by ureq so that the bytes (a secret id, a JWT,
+                // base64 plaintext) are wiped once sent.
+                let bytes = Zeroizing::new(
+                    serde_json::to_vec(body)
+                        .map_err(|_| TransitFailure::new(FailureClass::InvalidRequest))?,
+                );
+                self.decorate(self.agent.post(&url), request)
+                    .header("Content-Type", "application/json")
+                    .send(&bytes[..])
+            }
             (Method::Post, None) => self.decorate(self.agent.post(&url), request).send_empty(),
             (Method::Get, _) => self.decorate(self.agent.get(&url), request).call(),
         };
@@ -140,15 +149,17 @@ impl NodeHttp {
             .flatten()
             .and_then(|value| value.to_str().ok())
             .map(str::to_owned);
-        let bytes = response
-            .body_mut()
-            .with_config()
-            .limit(MAX_RESPONSE_BYTES)
-            .read_to_vec()
-            .map_err(|error| TransitFailure {
-                http_status: Some(status),
-                ..transport_failure(&error)
-            })?;
+        let bytes = Zeroizing::new(
+            response
+                .body_mut()
+                .with_config()
+                .limit(MAX_RESPONSE_BYTES)
+                .read_to_vec()
+                .map_err(|error| TransitFailure {
+                    http_status: Some(status),
+                    ..transport_failure(&error)
+                })?,
+        );
         let body = if bytes.iter().all(u8::is_ascii_whitespace) {
             Value::Null
         } else {

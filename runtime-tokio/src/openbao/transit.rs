@@ -13,6 +13,7 @@ use base64::engine::general_purpose::STANDARD;
 use serde_json::{Map, Value, json};
 
 use super::auth::TokenManager;
+use super::auth::wipe::WipedJson;
 use super::http::{
     ApiRequest, ApiResponse, OpenBaoHttp, classify_error_text, escape_path_segment,
     malformed_response,
@@ -83,7 +84,7 @@ impl TransitClient {
             tracing::debug!(
                 operation = request.operation().as_str(),
                 error_class = failure.class.as_str(),
-                http_status = ?failure.http_status,
+                http_status = failure.http_status.map(u64::from),
                 "transit call failed"
             );
         }
@@ -98,7 +99,7 @@ impl TransitClient {
         match request {
             TransitRequest::ReadKeyMetadata => {
                 let response = self.call(ApiRequest::get(&self.keys_path), budget)?;
-                decode_key_metadata(&success(response)?).map(TransitResponse::KeyMetadata)
+                decode_key_metadata(&*success(response)?).map(TransitResponse::KeyMetadata)
             }
             TransitRequest::ReadKeysConfig => {
                 let response = self.call(ApiRequest::get(&self.config_keys_path), budget)?;
@@ -115,11 +116,11 @@ impl TransitClient {
                 associated_data,
             } => {
                 check_aad(associated_data)?;
-                let body = json!({
+                let body = WipedJson::new(json!({
                     "plaintext": STANDARD.encode(plaintext.expose()),
                     "associated_data": associated_data,
                     "key_version": key_version.get(),
-                });
+                }));
                 let response = self.call(ApiRequest::post(&self.encrypt_path, &body), budget)?;
                 drop(body);
                 let body = success(response)?;
@@ -220,7 +221,7 @@ impl TransitClient {
 }
 
 /// The body of a 2xx answer, or the classified failure.
-fn success(mut response: ApiResponse) -> Result<Value, TransitFailure> {
+fn success(mut response: ApiResponse) -> Result<WipedJson, TransitFailure> {
     if response.is_success() {
         Ok(response.take_body())
     } else {

@@ -5,6 +5,8 @@ use std::io::{self, Read};
 use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::Path;
 
+use zeroize::Zeroizing;
+
 /// Largest credential file read (the JWT bound; tokens and AppRole ids are far smaller).
 pub const MAX_CREDENTIAL_BYTES: u64 = 1024 * 1024;
 
@@ -46,11 +48,12 @@ impl CredentialError {
     }
 }
 
-/// Reads a one-token credential: trimmed, non-empty, printable ASCII without whitespace.
+/// Reads a one-token credential: trimmed, non-empty, printable ASCII without whitespace. The
+/// value and every buffer it passed through are wiped when dropped.
 ///
 /// # Errors
 /// [`CredentialError`] describing the problem.
-pub fn read_credential(path: &Path) -> Result<String, CredentialError> {
+pub fn read_credential(path: &Path) -> Result<Zeroizing<String>, CredentialError> {
     // O_NOFOLLOW: a file swapped for a symlink after start-up is refused, as at start-up;
     // O_NONBLOCK: a FIFO put in its place cannot hang the login.
     let file = OpenOptions::new()
@@ -73,19 +76,19 @@ pub fn read_credential(path: &Path) -> Result<String, CredentialError> {
     if metadata.len() > MAX_CREDENTIAL_BYTES {
         return Err(CredentialError::TooLarge);
     }
-    let mut bytes = Vec::new();
+    let mut bytes = Zeroizing::new(Vec::new());
     file.take(MAX_CREDENTIAL_BYTES + 1)
         .read_to_end(&mut bytes)
         .map_err(|_| CredentialError::Unreadable)?;
     if u64::try_from(bytes.len()).map_or(true, |len| len > MAX_CREDENTIAL_BYTES) {
         return Err(CredentialError::TooLarge);
     }
-    let text = String::from_utf8(bytes).map_err(|_| CredentialError::InvalidContent)?;
+    let text = std::str::from_utf8(&bytes).map_err(|_| CredentialError::InvalidContent)?;
     let trimmed = text.trim();
     if trimmed.is_empty() || !trimmed.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(CredentialError::InvalidContent);
     }
-    Ok(trimmed.to_owned())
+    Ok(Zeroizing::new(trimmed.to_owned()))
 }
 
 #[cfg(test)]
@@ -98,7 +101,7 @@ mod symlink_tests {
         let dir = tempfile::tempdir().unwrap();
         let real = dir.path().join("real");
         std::fs::write(&real, "s.token\n").unwrap();
-        assert_eq!(read_credential(&real).unwrap(), "s.token");
+        assert_eq!(read_credential(&real).unwrap().as_str(), "s.token");
         let link = dir.path().join("link");
         std::os::unix::fs::symlink(&real, &link).unwrap();
         assert_eq!(

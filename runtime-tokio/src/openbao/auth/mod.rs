@@ -16,7 +16,10 @@
 //! an unavailable server, which keep their class. Nothing here logs or returns a secret.
 
 pub mod credentials;
+pub mod failure;
 pub mod jwt;
+mod login;
+pub mod wipe;
 
 use std::fmt;
 use std::path::PathBuf;
@@ -24,13 +27,18 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
+use bao_kms_core::auth::{
+    BackoffPolicy, LoginBackoff, LoginGate, TokenLifetime, TokenUse, inside_refresh_window,
+};
 use bao_kms_core::transit::{FailureClass, TransitFailure};
-use serde_json::{Value, json};
+use serde_json::Value;
+use zeroize::Zeroizing;
 
-use self::credentials::{CredentialError, read_credential};
-use self::jwt::{JwtExpectations, check_jwt};
+pub use self::failure::LoginFailure;
+use self::jwt::JwtExpectations;
+use self::login::login_path;
 use super::clock::Clock;
-use super::http::{ApiRequest, ApiResponse, OpenBaoHttp, malformed_response, normalize_mount_path};
+use super::http::{ApiResponse, OpenBaoHttp, malformed_response};
 
 /// Shortest time between two forced (recovery) logins.
 pub const RECOVERY_MIN_INTERVAL: Duration = Duration::from_secs(5);
@@ -162,11 +170,25 @@ impl Method {
             Self::Jwt { .. } => "jwt",
         }
     }
+
+    /// The HTTP method and path of the login request.
+    fn login_request(&self) -> (&'static str, &str) {
+        match self {
+            Self::Token { .. } => ("GET", TOKEN_LOOKUP_PATH),
+            Self::AppRole { login_path, .. } | Self::Jwt { login_path, .. } => ("POST", login_path),
+        }
+    }
 }
 
-/// A token and what is known of its lifetime. `Debug` never shows the token.
+/// Where a token-file "login" looks the token up.
+const TOKEN_LOOKUP_PATH: &str = "auth/token/lookup-self";
+/// Where tokens are renewed.
+const TOKEN_RENEW_PATH: &str = "auth/token/renew-self";
+
+/// A token and what is known of its lifetime. `Debug` never shows the token; it is wiped
+/// when the last caller using it lets go.
 struct Lease {
-    token: String,
+    token: Zeroizing<String>,
     obtained_at: Instant,
     /// `None`: the token does not expire (TTL 0, e.g. a root token).
     ttl: Option<Duration>,
@@ -175,10 +197,16 @@ struct Lease {
 }
 
 impl Lease {
+    fn lifetime(&self) -> TokenLifetime {
+        TokenLifetime {
+            obtained_at: self.obtained_at,
+            ttl: self.ttl,
+        }
+    }
+
     /// `None` when the token does not expire, else the time left (zero once expired).
     fn remaining(&self, now: Instant) -> Option<Duration> {
-        let ttl = self.ttl?;
-        Some(ttl.saturating_sub(now.saturating_duration_since(self.obtained_at)))
+        self.lifetime().remaining(now)
     }
 
     fn usable(&self, now: Instant) -> bool {
@@ -198,7 +226,7 @@ impl fmt::Debug for Lease {
 
 /// The outcome of a login or renewal before it is installed.
 struct Grant {
-    token: String,
+    token: Zeroizing<String>,
     obtained_at: Instant,
     ttl: Option<Duration>,
     renewable: bool,
@@ -208,7 +236,7 @@ impl Grant {
     /// A grant from an answer object carrying its lifetime in `lifetime_field` (seconds; 0 means
     /// no expiry) and `renewable`. A token without expiry is never renewed.
     fn decode(
-        token: String,
+        token: Zeroizing<String>,
         started: Instant,
         object: &Value,
         lifetime_field: &str,
@@ -248,9 +276,12 @@ impl Recovery {
     }
 }
 
-#[derive(Default)]
 struct State {
     lease: Option<Arc<Lease>>,
+    /// When the next login may start after failed ones (the core's machine).
+    backoff: LoginBackoff,
+    /// The failure of the last login, answered while the backoff holds logins back.
+    last_login_error: Option<TransitFailure>,
     generations: u64,
     flight: Option<u64>,
     flights: u64,
@@ -258,6 +289,30 @@ struct State {
     finished: Option<(u64, Option<TransitFailure>)>,
     refresh_not_before: Option<Instant>,
     recovery: Recovery,
+}
+
+impl State {
+    fn new(seed: u64) -> Self {
+        Self {
+            lease: None,
+            backoff: LoginBackoff::new(BackoffPolicy::DEFAULT, seed),
+            last_login_error: None,
+            generations: 0,
+            flight: None,
+            flights: 0,
+            finished: None,
+            refresh_not_before: None,
+            recovery: Recovery::default(),
+        }
+    }
+}
+
+/// A seed for the backoff jitter that differs between processes.
+fn jitter_seed() -> u64 {
+    use std::hash::{BuildHasher as _, Hasher as _};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u32(std::process::id());
+    hasher.finish()
 }
 
 enum FlightKind {
@@ -280,6 +335,10 @@ pub struct TokenManager {
     state: Mutex<State>,
     flight_done: Condvar,
     counters: Counters,
+    /// The last failed login, cleared by a successful one.
+    last_failure: Mutex<Option<LoginFailure>>,
+    /// Set by a credential file refused during the running login.
+    file_problem: Mutex<Option<&'static str>>,
 }
 
 impl fmt::Debug for TokenManager {
@@ -351,9 +410,11 @@ impl TokenManager {
             method,
             policy,
             clock,
-            state: Mutex::new(State::default()),
+            state: Mutex::new(State::new(jitter_seed())),
             flight_done: Condvar::new(),
             counters: Counters::default(),
+            last_failure: Mutex::new(None),
+            file_problem: Mutex::new(None),
         })
     }
 
@@ -376,18 +437,18 @@ impl TokenManager {
         mut call: impl FnMut(&str) -> Result<ApiResponse, TransitFailure>,
     ) -> Result<ApiResponse, TransitFailure> {
         let lease = self.current()?;
-        let first = call(&lease.token)?;
+        let first = call(lease.token.as_str())?;
         if !first.is_denied() {
             return Ok(first);
         }
         match self.recover(&lease) {
             Recovered::Retry(fresh) => {
                 drop(lease);
-                let second = call(&fresh.token)?;
+                let second = call(fresh.token.as_str())?;
                 if second.is_denied() {
                     tracing::warn!(
                         auth_method = self.method.name(),
-                        http_status = second.status(),
+                        http_status = u64::from(second.status()),
                         "openbao denied the request again after token recovery"
                     );
                     Err(TransitFailure {
@@ -402,6 +463,20 @@ impl TokenManager {
             Recovered::Throttled => Err(first.failure()),
             Recovered::Failed(failure) => Err(failure),
         }
+    }
+
+    /// Re-reads the credential files and logs in with them now (SIGHUP). A login in progress
+    /// is waited for first. When the new login fails the current token stays in use.
+    ///
+    /// # Errors
+    /// The classified login failure.
+    pub fn reload_credentials(&self) -> Result<(), TransitFailure> {
+        let mut state = self.lock();
+        while let Some(flight) = state.flight {
+            state = self.wait_for_flight(state, flight)?;
+        }
+        state.backoff.open_now();
+        self.run_flight(state, FlightKind::Login).map(drop)
     }
 
     /// Seconds of token lifetime left: `None` without a token, `f64::INFINITY` for a token
@@ -430,6 +505,14 @@ impl TokenManager {
         }
     }
 
+    /// The last failed login, if the latest login failed (the root cause of an auth failure).
+    pub fn last_login_failure(&self) -> Option<LoginFailure> {
+        self.last_failure
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
     /// The auth method name (`token`, `approle`, `jwt`).
     pub fn method_name(&self) -> &'static str {
         self.method.name()
@@ -454,21 +537,21 @@ impl TokenManager {
         loop {
             let now = self.clock.now();
             if let Some(lease) = state.lease.clone() {
-                match lease.remaining(now) {
-                    None => return Ok(lease),
-                    Some(left) if !left.is_zero() => {
-                        let due = left <= self.policy.login_before_token_expiry
-                            && state.flight.is_none()
-                            && state.refresh_not_before.is_none_or(|at| now >= at);
-                        if !due {
-                            return Ok(lease);
-                        }
+                let usage = lease.lifetime().usage(
+                    now,
+                    self.policy.login_before_token_expiry,
+                    state.flight.is_some(),
+                    state.refresh_not_before,
+                );
+                match usage {
+                    TokenUse::Use => return Ok(lease),
+                    TokenUse::RefreshFirst => {
                         let refreshed =
                             self.run_flight(state, FlightKind::Refresh(Arc::clone(&lease)));
                         // A failed early refresh keeps the old, still valid token.
                         return Ok(refreshed.unwrap_or(lease));
                     }
-                    Some(_) => {}
+                    TokenUse::Expired => {}
                 }
             }
             if let Some(flight) = state.flight {
@@ -483,6 +566,13 @@ impl TokenManager {
                     return Err(failure.clone());
                 }
                 continue;
+            }
+            // After failed logins the next one waits (jittered, doubling): meanwhile callers
+            // get the last failure at once instead of each starting a login.
+            if let LoginGate::ClosedUntil(_) = state.backoff.gate(now)
+                && let Some(failure) = state.last_login_error.clone()
+            {
+                return Err(failure);
             }
             return self.run_flight(state, FlightKind::Login);
         }
@@ -526,13 +616,29 @@ impl TokenManager {
         let now = self.clock.now();
         let retry_at = now.checked_add(REFRESH_RETRY_INTERVAL).unwrap_or(now);
         let mut state = self.lock();
+        if !is_refresh {
+            match &outcome {
+                Ok(_) => {
+                    state.backoff.succeeded();
+                    state.last_login_error = None;
+                }
+                Err(failure) => {
+                    let wait = state.backoff.failed(now);
+                    state.last_login_error = Some(failure.clone());
+                    tracing::info!(
+                        auth_method = self.method.name(),
+                        failures = state.backoff.failures(),
+                        wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+                        "openbao login backoff"
+                    );
+                }
+            }
+        }
         let result = match outcome {
             Ok(grant) => {
                 // A token granted inside the refresh window (max TTL reached, short TTL) is
                 // refreshed again only after a pause, not on every call.
-                let short = grant
-                    .ttl
-                    .is_some_and(|ttl| ttl <= self.policy.login_before_token_expiry);
+                let short = inside_refresh_window(grant.ttl, self.policy.login_before_token_expiry);
                 state.refresh_not_before = short.then_some(retry_at);
                 state.generations += 1;
                 let lease = Arc::new(Lease {
@@ -636,236 +742,14 @@ impl TokenManager {
             }
         }
     }
-
-    /// Early refresh: renew when renewable (falling back to login), else login.
-    fn refresh(&self, old: &Lease) -> Result<Grant, TransitFailure> {
-        if !old.renewable {
-            return self.login();
-        }
-        match self.renew(old) {
-            Ok(renewed) => {
-                let capped = renewed
-                    .ttl
-                    .is_some_and(|ttl| ttl <= self.policy.login_before_token_expiry);
-                if capped {
-                    // The token reached its max TTL: get a new one, keep the renewed one if
-                    // the login fails.
-                    Ok(self.login().unwrap_or(renewed))
-                } else {
-                    Ok(renewed)
-                }
-            }
-            Err(_) => self.login(),
-        }
-    }
-
-    fn renew(&self, old: &Lease) -> Result<Grant, TransitFailure> {
-        let started = self.clock.now();
-        let increment = self.policy.token_renewal_increment;
-        let seconds = increment.as_secs() + u64::from(increment.subsec_nanos() > 0);
-        let body = json!({ "increment": format!("{seconds}s") });
-        let result = self
-            .http
-            .send(
-                ApiRequest::post("auth/token/renew-self", &body)
-                    .token(&old.token)
-                    .timeout(self.policy.login_timeout),
-            )
-            .and_then(|mut response| {
-                if !response.is_success() {
-                    return Err(response.failure());
-                }
-                parse_auth(&response.take_body(), started, Some(&old.token))
-            });
-        match &result {
-            Ok(_) => bump(&self.counters.renewals_succeeded),
-            Err(failure) => {
-                bump(&self.counters.renewals_failed);
-                tracing::warn!(
-                    auth_method = self.method.name(),
-                    error_class = failure.class.as_str(),
-                    http_status = ?failure.http_status,
-                    "openbao token renewal failed"
-                );
-            }
-        }
-        result
-    }
-
-    fn login(&self) -> Result<Grant, TransitFailure> {
-        let started = self.clock.now();
-        let result = match &self.method {
-            Method::Token { token_file } => self.login_token_file(token_file, started),
-            Method::AppRole {
-                login_path,
-                role_id_file,
-                secret_id_file,
-            } => self.login_approle(login_path, role_id_file, secret_id_file, started),
-            Method::Jwt {
-                login_path,
-                role,
-                jwt_file,
-                expectations,
-            } => self.login_jwt(login_path, role, jwt_file, expectations, started),
-        }
-        .map_err(login_failure);
-        match &result {
-            Ok(grant) => {
-                bump(&self.counters.logins_succeeded);
-                tracing::info!(
-                    auth_method = self.method.name(),
-                    token_ttl_seconds = grant.ttl.map(|ttl| ttl.as_secs()),
-                    renewable = grant.renewable,
-                    "openbao login succeeded"
-                );
-            }
-            Err(failure) => {
-                bump(&self.counters.logins_failed);
-                tracing::warn!(
-                    auth_method = self.method.name(),
-                    error_class = failure.class.as_str(),
-                    http_status = ?failure.http_status,
-                    "openbao login failed"
-                );
-            }
-        }
-        result
-    }
-
-    fn login_token_file(
-        &self,
-        token_file: &std::path::Path,
-        started: Instant,
-    ) -> Result<Grant, TransitFailure> {
-        let token = read_material(token_file, "token_file")?;
-        let mut response = self.http.send(
-            ApiRequest::get("auth/token/lookup-self")
-                .token(&token)
-                .timeout(self.policy.login_timeout),
-        )?;
-        if !response.is_success() {
-            return Err(response.failure());
-        }
-        let body = response.take_body();
-        let data = body
-            .get("data")
-            .ok_or_else(|| malformed_response(Some(200)))?;
-        Grant::decode(token, started, data, "ttl")
-    }
-
-    fn login_approle(
-        &self,
-        login_path: &str,
-        role_id_file: &std::path::Path,
-        secret_id_file: &std::path::Path,
-        started: Instant,
-    ) -> Result<Grant, TransitFailure> {
-        let role_id = read_material(role_id_file, "role_id_file")?;
-        let secret_id = read_material(secret_id_file, "secret_id_file")?;
-        let body = json!({ "role_id": role_id, "secret_id": secret_id });
-        drop(secret_id);
-        self.post_login(login_path, &body, started)
-    }
-
-    fn login_jwt(
-        &self,
-        login_path: &str,
-        role: &str,
-        jwt_file: &std::path::Path,
-        expectations: &JwtExpectations,
-        started: Instant,
-    ) -> Result<Grant, TransitFailure> {
-        let jwt = read_material(jwt_file, "jwt_file")?;
-        if let Err(error) = check_jwt(&jwt, self.clock.wall(), expectations) {
-            tracing::warn!(reason = error.reason(), "jwt refused locally before login");
-            return Err(TransitFailure::new(FailureClass::AuthFailed));
-        }
-        let body = json!({ "role": role, "jwt": jwt });
-        drop(jwt);
-        self.post_login(login_path, &body, started)
-    }
-
-    fn post_login(
-        &self,
-        login_path: &str,
-        body: &Value,
-        started: Instant,
-    ) -> Result<Grant, TransitFailure> {
-        let mut response = self
-            .http
-            .send(ApiRequest::post(login_path, body).timeout(self.policy.login_timeout))?;
-        if !response.is_success() {
-            return Err(response.failure());
-        }
-        parse_auth(&response.take_body(), started, None)
-    }
-}
-
-/// `auth/<mount>/login` from `approle`, `auth/approle`, `/auth/jwt/`, ...
-fn login_path(mount_path: &str) -> Result<String, AuthBuildError> {
-    let mount = normalize_mount_path(mount_path).ok_or(AuthBuildError::InvalidMountPath)?;
-    if mount == "auth" {
-        return Err(AuthBuildError::InvalidMountPath);
-    }
-    Ok(if mount.starts_with("auth/") {
-        format!("{mount}/login")
-    } else {
-        format!("auth/{mount}/login")
-    })
-}
-
-fn read_material(path: &std::path::Path, setting: &'static str) -> Result<String, TransitFailure> {
-    read_credential(path).map_err(|error: CredentialError| {
-        tracing::warn!(
-            credential = setting,
-            reason = error.reason(),
-            "credential file refused"
-        );
-        TransitFailure::new(FailureClass::AuthFailed)
-    })
-}
-
-/// Decodes the `auth` object of a login or renew-self answer.
-fn parse_auth(
-    body: &Value,
-    started: Instant,
-    current: Option<&str>,
-) -> Result<Grant, TransitFailure> {
-    let auth = body.get("auth").filter(|auth| auth.is_object());
-    let auth = auth.ok_or_else(|| malformed_response(Some(200)))?;
-    let token = match (auth.get("client_token").and_then(Value::as_str), current) {
-        (Some(token), _) if !token.is_empty() => token.to_owned(),
-        (_, Some(current)) => current.to_owned(),
-        (Some(_) | None, None) => return Err(malformed_response(Some(200))),
-    };
-    Grant::decode(token, started, auth, "lease_duration")
-}
-
-/// Credential rejections become `AuthFailed`; transport, TLS, DNS, timeouts, sealed, rate
-/// limiting and unavailability keep their class.
-fn login_failure(failure: TransitFailure) -> TransitFailure {
-    let rejected = matches!(
-        failure.class,
-        FailureClass::InvalidRequest
-            | FailureClass::Unauthenticated
-            | FailureClass::PermissionDenied
-            | FailureClass::NotFound
-            | FailureClass::DecryptFailed
-            | FailureClass::VersionDisallowed
-    );
-    if rejected {
-        TransitFailure {
-            class: FailureClass::AuthFailed,
-            ..failure
-        }
-    } else {
-        failure
-    }
 }
 
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
+    use serde_json::json;
+
+    use super::login::{login_failure, parse_auth};
     use super::*;
 
     #[test]
