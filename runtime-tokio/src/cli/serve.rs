@@ -38,6 +38,9 @@ use crate::{clock, socket, telemetry};
 
 use self::supervise::{LiveFlag, Phase, Supervisor};
 
+/// Blocking threads beyond the OpenBao call permits: registry writes, logins, SIGHUP reloads.
+const BLOCKING_THREADS_SPARE: usize = 8;
+
 /// How long in-flight RPCs may take to finish after a shutdown signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(15);
 
@@ -61,8 +64,12 @@ pub(super) fn run(cli: &Cli) -> ExitCode {
     }
     let hardening = supervise::harden();
     supervise::install_panic_hook();
+    // Blocking threads carry the OpenBao calls (at most MAX_CALLS_IN_FLIGHT, bounded by the
+    // driver's permits), the registry writes and the logins; the bound keeps a storm from
+    // growing the pool (and its per-thread memory) past what the permits allow anyway.
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .max_blocking_threads(crate::openbao::http::MAX_CALLS_IN_FLIGHT + BLOCKING_THREADS_SPARE)
         .build()
     {
         Ok(runtime) => runtime,
