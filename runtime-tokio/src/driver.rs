@@ -53,8 +53,9 @@ pub trait EventSink: Send + Sync + 'static {
     fn event(&self, event: &Event);
     /// Called when a Transit call finished, with its duration.
     fn transit_call(&self, operation: &'static str, status: &'static str, seconds: f64);
-    /// Called with the `latest_version` of every successful key metadata read.
-    fn transit_latest_version(&self, _version: u64) {}
+    /// Called with the `latest_version` of every successful key metadata read. No default: a
+    /// wrapper that forgot to forward it would silently freeze the gauge.
+    fn transit_latest_version(&self, version: u64);
 }
 
 /// The driver's view of the provider after the latest input.

@@ -90,6 +90,7 @@ impl EventSink for NoEvents {
         self.0.store(true, Ordering::Relaxed);
     }
     fn transit_call(&self, _operation: &'static str, _status: &'static str, _seconds: f64) {}
+    fn transit_latest_version(&self, _version: u64) {}
 }
 
 #[allow(clippy::disallowed_methods, reason = "the test's clock")]

@@ -40,6 +40,8 @@ impl EventSink for Quiet {
     fn event(&self, _event: &Event) {}
 
     fn transit_call(&self, _operation: &'static str, _status: &'static str, _seconds: f64) {}
+
+    fn transit_latest_version(&self, _version: u64) {}
 }
 
 /// Runs the check on a tokio runtime of its own.

@@ -162,4 +162,8 @@ impl EventSink for FaultyEvents {
     fn transit_call(&self, operation: &'static str, status: &'static str, seconds: f64) {
         self.inner.transit_call(operation, status, seconds);
     }
+
+    fn transit_latest_version(&self, version: u64) {
+        self.inner.transit_latest_version(version);
+    }
 }
