@@ -12,6 +12,7 @@ pub mod report;
 mod rotation;
 mod serve;
 pub mod session;
+mod storage_scan;
 mod upgrade;
 mod version;
 
@@ -20,6 +21,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand, ValueEnum};
 
 pub use exit::ExitCode;
+pub use storage_scan::StorageScanArgs;
 
 use crate::config::Overrides;
 
@@ -85,6 +87,13 @@ pub enum Command {
         /// The current state hash, as printed by the plan (required with --apply).
         #[arg(long, value_name = "HASH")]
         expected_state_hash: Option<String>,
+        /// A `storage-scan --output json` report: shows the objects per retired version, and
+        /// --apply refuses while any remain.
+        #[arg(long, value_name = "FILE")]
+        storage_report: Option<PathBuf>,
+        /// Retire even though the storage report shows objects still referencing the versions.
+        #[arg(long)]
+        ignore_storage_references: bool,
         /// Output format.
         #[arg(long, value_enum, default_value_t = Output::Text)]
         output: Output,
@@ -179,6 +188,8 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Output::Text)]
         output: Output,
     },
+    /// Count, read-only, which key every value in etcd is stored under (gates retire-versions).
+    StorageScan(StorageScanArgs),
     /// Print shell completion.
     Completion {
         /// The shell.
@@ -254,12 +265,18 @@ pub fn run(cli: Cli) -> ExitCode {
             before_version,
             apply,
             expected_state_hash,
+            storage_report,
+            ignore_storage_references,
             output,
         } => rotation::retire(
             &cli,
             *before_version,
             *apply,
             expected_state_hash.as_deref(),
+            rotation::StorageGate {
+                report: storage_report.as_deref(),
+                ignore: *ignore_storage_references,
+            },
             *output,
         ),
         Command::RestoreVersions {
@@ -324,6 +341,7 @@ pub fn run(cli: Cli) -> ExitCode {
             metrics_urls,
             output,
         } => fleet::run(metrics_urls, *output),
+        Command::StorageScan(args) => storage_scan::run(&cli, args),
         Command::Completion { shell } => completion(*shell),
         Command::Version { output } => version::run(*output),
     }
