@@ -98,7 +98,7 @@ fn objects_of(report: &serde_json::Value, digest: &str) -> u64 {
         .unwrap()
 }
 
-fn version_entry<'a>(report: &'a serde_json::Value, version: u64) -> &'a serde_json::Value {
+fn version_entry(report: &serde_json::Value, version: u64) -> &serde_json::Value {
     report["scan"]["versions"]
         .as_array()
         .unwrap()
@@ -389,4 +389,283 @@ fn scan_throughput_and_peak_memory_over_20000_objects() {
         scan_check["message"],
         stderr.trim()
     );
+}
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let output = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .output()
+        .expect("openssl runs");
+    assert!(
+        output.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// A CA `<ca>.pem` / `<ca>.key` in `dir`.
+fn make_ca(dir: &Path, ca: &str) {
+    let subject = format!("/CN={ca}");
+    let key = format!("{ca}.key");
+    let cert = format!("{ca}.pem");
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            &subject,
+            "-keyout",
+            &key,
+            "-out",
+            &cert,
+        ],
+    );
+}
+
+/// A certificate `<name>.pem` / `<name>.key` signed by `ca`, with the extensions `ext`.
+fn issue(dir: &Path, ca: &str, name: &str, ext: &str) {
+    let ext_file = format!("{name}.ext");
+    std::fs::write(dir.join(&ext_file), ext).unwrap();
+    let (key, csr, cert) = (
+        format!("{name}.key"),
+        format!("{name}.csr"),
+        format!("{name}.pem"),
+    );
+    let subject = format!("/CN={name}");
+    openssl(
+        dir,
+        &[
+            "req",
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-subj",
+            &subject,
+            "-keyout",
+            &key,
+            "-out",
+            &csr,
+        ],
+    );
+    let (ca_cert, ca_key) = (format!("{ca}.pem"), format!("{ca}.key"));
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            &ca_cert,
+            "-CAkey",
+            &ca_key,
+            "-CAcreateserial",
+            "-days",
+            "1",
+            "-extfile",
+            &ext_file,
+            "-out",
+            &cert,
+        ],
+    );
+}
+
+/// A ureq agent presenting `client` and trusting `ca` (files in `dir`).
+fn tls_agent(dir: &Path, ca: &str, client: &str) -> ureq::Agent {
+    let pem = |name: &str| std::fs::read(dir.join(name)).unwrap();
+    let certs = |bytes: Vec<u8>| -> Vec<ureq::tls::Certificate<'static>> {
+        ureq::tls::parse_pem(&bytes)
+            .filter_map(|item| match item {
+                Ok(ureq::tls::PemItem::Certificate(cert)) => Some(cert),
+                _ => None,
+            })
+            .collect()
+    };
+    let key = ureq::tls::parse_pem(&pem(&format!("{client}.key")))
+        .find_map(|item| match item {
+            Ok(ureq::tls::PemItem::PrivateKey(key)) => Some(key),
+            _ => None,
+        })
+        .unwrap();
+    let tls = ureq::tls::TlsConfig::builder()
+        .provider(ureq::tls::TlsProvider::Rustls)
+        .root_certs(ureq::tls::RootCerts::new_with_certs(&certs(pem(&format!(
+            "{ca}.pem"
+        )))))
+        .client_cert(Some(ureq::tls::ClientCert::new_with_certs(
+            &certs(pem(&format!("{client}.pem"))),
+            key,
+        )))
+        .build();
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .proxy(None)
+        .timeout_global(Some(Duration::from_secs(10)))
+        .tls_config(tls)
+        .build()
+        .into()
+}
+
+#[test]
+fn the_scan_reads_a_tls_etcd_with_the_client_certificate_and_fails_with_an_untrusted_one() {
+    let Some(plane) = control_plane() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path();
+    make_ca(path, "etcd-ca");
+    make_ca(path, "rogue-ca");
+    issue(
+        path,
+        "etcd-ca",
+        "etcd-server",
+        // etcd's JSON gateway dials etcd's own gRPC with the serving certificate as its client
+        // certificate, so under --client-cert-auth it needs clientAuth too (as kubeadm issues it).
+        "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n",
+    );
+    issue(
+        path,
+        "etcd-ca",
+        "scan-client",
+        "extendedKeyUsage=clientAuth\n",
+    );
+    issue(
+        path,
+        "rogue-ca",
+        "rogue-client",
+        "extendedKeyUsage=clientAuth\n",
+    );
+
+    let client_port = bao_kms_testkit::openbao_dev::free_port();
+    let peer_port = bao_kms_testkit::openbao_dev::free_port();
+    let file = |name: &str| path.join(name).to_str().unwrap().to_owned();
+    let mut command = Command::new(&plane.binaries().etcd);
+    command.args([
+        "--name=tls".to_owned(),
+        format!("--data-dir={}", file("etcd-data")),
+        format!("--listen-client-urls=https://127.0.0.1:{client_port}"),
+        format!("--advertise-client-urls=https://127.0.0.1:{client_port}"),
+        format!("--listen-peer-urls=http://127.0.0.1:{peer_port}"),
+        format!("--initial-advertise-peer-urls=http://127.0.0.1:{peer_port}"),
+        format!("--initial-cluster=tls=http://127.0.0.1:{peer_port}"),
+        format!("--cert-file={}", file("etcd-server.pem")),
+        format!("--key-file={}", file("etcd-server.key")),
+        format!("--trusted-ca-file={}", file("etcd-ca.pem")),
+        "--client-cert-auth=true".to_owned(),
+        "--unsafe-no-fsync=true".to_owned(),
+        "--log-level=warn".to_owned(),
+    ]);
+    let mut etcd = bao_kms_testkit::control_plane::process::Process::spawn(
+        command,
+        path,
+        "etcd-tls",
+        Duration::from_secs(15),
+    )
+    .unwrap();
+    let agent = tls_agent(path, "etcd-ca", "scan-client");
+    let base = format!("https://127.0.0.1:{client_port}");
+    wait_for(Duration::from_secs(30), POLL, "TLS etcd /health", || {
+        etcd.check_running()?;
+        // /health answers before a leader is elected; its body says when etcd serves.
+        Ok(agent
+            .get(&format!("{base}/health"))
+            .call()
+            .ok()
+            .and_then(|mut response| response.body_mut().read_to_string().ok())
+            .filter(|body| body.contains("\"health\":\"true\""))
+            .map(drop))
+    })
+    .unwrap();
+    let put = |key: &str, value: &[u8]| {
+        let body =
+            serde_json::json!({"key": STANDARD.encode(key), "value": STANDARD.encode(value)});
+        let mut response = agent
+            .post(&format!("{base}/v3/kv/put"))
+            .send(body.to_string())
+            .unwrap();
+        let status = response.status().as_u16();
+        let text = response.body_mut().read_to_string().unwrap_or_default();
+        assert_eq!(status, 200, "put {key}: {text}");
+    };
+    let mut kms = format!("k8s:enc:kms:v2:{PROVIDER_NAME}:").into_bytes();
+    kms.extend(encrypted_object::encode(
+        b"data",
+        "obk2.not-this-registry",
+        b"dek",
+        &std::collections::BTreeMap::new(),
+        1,
+    ));
+    for n in 0..5 {
+        put(&format!("/registry/secrets/tls/s{n}"), &kms);
+    }
+    put("/registry/configmaps/tls/c0", b"k8s\x00plain");
+    put("/registry/configmaps/tls/c1", b"k8s\x00plain");
+    put("/elsewhere/x", b"k8s\x00plain");
+
+    let run = |client: &str| {
+        plane
+            .plugin_command(&[
+                "storage-scan",
+                "--config",
+                &config(&plane),
+                "--etcd-endpoint",
+                &base,
+                "--etcd-ca",
+                &file("etcd-ca.pem"),
+                "--etcd-cert",
+                &file(&format!("{client}.pem")),
+                "--etcd-key",
+                &file(&format!("{client}.key")),
+                "--output",
+                "json",
+            ])
+            .unwrap()
+    };
+    let (code, stdout) = run("scan-client");
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(report["scan"]["objects"], 7, "{report}");
+    let kinds = |resource: &str| {
+        report["scan"]["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|entry| entry["resource"] == resource)
+            .unwrap()["kinds"]
+            .clone()
+    };
+    assert_eq!(kinds("secrets")["kms-v2"], 5, "{report}");
+    assert_eq!(kinds("configmaps")["identity"], 2, "{report}");
+    let unknown = report["scan"]["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|entry| entry["verdict"] == "unknown-key-id")
+        .unwrap();
+    assert_eq!(unknown["objects"], 5, "{report}");
+
+    // etcd refuses a client certificate from another CA: the scan fails, it never passes empty.
+    let (code, stdout) = run("rogue-client");
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(code, 4, "{report}");
+    let check = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|check| check["id"] == "etcd.scan")
+        .unwrap();
+    assert_eq!(check["status"], "fail", "{report}");
 }
