@@ -83,6 +83,7 @@ fn scan(plane: &ControlPlane, report: &Path) -> (i32, serde_json::Value) {
     let written: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(report).unwrap()).unwrap();
     assert_eq!(written, json, "--write-report holds what was printed");
+    assert_eq!(json["scan"]["complete"], true, "{json}");
     (code, json)
 }
 
@@ -668,4 +669,5 @@ fn the_scan_reads_a_tls_etcd_with_the_client_certificate_and_fails_with_an_untru
         .find(|check| check["id"] == "etcd.scan")
         .unwrap();
     assert_eq!(check["status"], "fail", "{report}");
+    assert_eq!(report["scan"]["complete"], false, "{report}");
 }

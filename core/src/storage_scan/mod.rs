@@ -195,6 +195,10 @@ pub struct ScanSummary {
     pub provider_name: String,
     /// When the scan finished (Unix seconds).
     pub scanned_at_unix: i64,
+    /// Whether every key under the prefix was read. An incomplete scan proves nothing about
+    /// the versions it found no objects for; a report without the field counts as incomplete.
+    #[serde(default)]
+    pub complete: bool,
     /// Objects scanned.
     pub objects: u64,
     /// Bytes of values scanned.
@@ -207,8 +211,13 @@ pub struct ScanSummary {
 
 impl ScanSummary {
     /// Matches the tally against the registry (`None` when there is none: every key_id is then
-    /// unknown).
-    pub fn build(tally: &Tally, registry: Option<&StateFile>, scanned_at_unix: i64) -> Self {
+    /// unknown). `complete` says whether the tally holds every key under the prefix.
+    pub fn build(
+        tally: &Tally,
+        registry: Option<&StateFile>,
+        scanned_at_unix: i64,
+        complete: bool,
+    ) -> Self {
         let mut resources: Vec<ResourceCounts> = tally
             .resources
             .iter()
@@ -274,6 +283,7 @@ impl ScanSummary {
             prefix: tally.prefix.clone(),
             provider_name: tally.provider_name.clone(),
             scanned_at_unix,
+            complete,
             objects: tally.objects,
             bytes: tally.bytes,
             resources,

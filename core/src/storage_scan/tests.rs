@@ -89,7 +89,7 @@ fn counts_per_resource_and_key_id_match_the_registry_and_give_verdicts() {
         b"/registry/widgets.example.com/widgets/ns/w",
         &value("foreign-key", "7"),
     );
-    let summary = ScanSummary::build(&tally, Some(&registry), 42);
+    let summary = ScanSummary::build(&tally, Some(&registry), 42, true);
     assert_eq!(summary.objects, 10);
     assert_eq!(summary.scanned_at_unix, 42);
 
@@ -143,14 +143,14 @@ fn objects_under_a_removed_version_are_unreadable_and_buckets_are_capped() {
     let v1 = registry.records()[2].key_id().as_str().to_owned();
     let mut tally = Tally::new("/registry/", "bao-kms");
     tally.add(b"/registry/secrets/ns/a", &value(&v1, "1"));
-    let summary = ScanSummary::build(&tally, Some(&registry), 0);
+    let summary = ScanSummary::build(&tally, Some(&registry), 0, true);
     assert_eq!(entry(&summary, 1).verdict, Verdict::Unreadable);
 
     let mut tally = Tally::new("/registry/", "bao-kms");
     for n in 0..MAX_BUCKETS + 10 {
         tally.add(format!("/registry/r{n}/x").as_bytes(), b"{}");
     }
-    let summary = ScanSummary::build(&tally, None, 0);
+    let summary = ScanSummary::build(&tally, None, 0, true);
     assert_eq!(summary.resources.len(), MAX_BUCKETS + 1);
     let overflow = summary
         .resources

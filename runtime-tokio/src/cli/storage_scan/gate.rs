@@ -26,6 +26,8 @@ struct ReportFile {
 pub(in crate::cli) struct StorageReferences {
     /// When the scan finished (Unix seconds).
     pub(in crate::cli) scanned_at_unix: i64,
+    /// Whether the scan read every key (an incomplete one blocks).
+    pub(in crate::cli) complete: bool,
     /// Seconds between the scan and now.
     pub(in crate::cli) age_seconds: i64,
     /// One entry per version the plan would remove.
@@ -85,9 +87,10 @@ pub(in crate::cli) fn references(
                 .map(|scanned| scanned.objects),
         })
         .collect();
-    let blocked = versions.iter().any(|entry| entry.objects != Some(0));
+    let blocked = !summary.complete || versions.iter().any(|entry| entry.objects != Some(0));
     StorageReferences {
         scanned_at_unix: summary.scanned_at_unix,
+        complete: summary.complete,
         age_seconds: now_unix.saturating_sub(summary.scanned_at_unix),
         versions,
         blocked,
@@ -97,7 +100,10 @@ pub(in crate::cli) fn references(
 impl StorageReferences {
     /// `key: value` lines for the text plan.
     pub(in crate::cli) fn text(&self) -> String {
-        let mut out = format!("storageReportAgeSeconds: {}\n", self.age_seconds);
+        let mut out = format!(
+            "storageReportAgeSeconds: {}\nstorageReportComplete: {}\n",
+            self.age_seconds, self.complete
+        );
         for entry in &self.versions {
             let objects = entry
                 .objects
@@ -113,6 +119,12 @@ impl StorageReferences {
 
     /// Why `--apply` is refused.
     pub(in crate::cli) fn refusal(&self) -> String {
+        if !self.complete {
+            return "refusing to retire: the storage report comes from an incomplete scan (it \
+                    failed before reading every key); scan again, or pass \
+                    --ignore-storage-references to retire anyway"
+                .to_owned();
+        }
         let pending: Vec<String> = self
             .versions
             .iter()
@@ -143,6 +155,7 @@ mod tests {
             prefix: "/registry/".into(),
             provider_name: "bao-kms".into(),
             scanned_at_unix: 100,
+            complete: true,
             objects,
             bytes: 0,
             resources: Vec::new(),
@@ -183,5 +196,11 @@ mod tests {
         let other_registry = references(&summary(0), &removed("h2"), 160);
         assert!(other_registry.blocked);
         assert!(other_registry.refusal().contains("not in the report"));
+
+        let mut incomplete = summary(0);
+        incomplete.complete = false;
+        let refused = references(&incomplete, &removed("h1"), 160);
+        assert!(refused.blocked);
+        assert!(refused.refusal().contains("incomplete scan"));
     }
 }

@@ -174,7 +174,12 @@ pub(super) fn run(cli: &Cli, args: &StorageScanArgs) -> ExitCode {
         progress: std::io::stderr().is_terminal(),
     };
     let scanned = scan(&gateway, args.prefix.as_bytes(), &pacing, &mut tally);
-    let summary = ScanSummary::build(&tally, registry.as_ref(), wall_clock_unix());
+    let summary = ScanSummary::build(
+        &tally,
+        registry.as_ref(),
+        wall_clock_unix(),
+        scanned.is_ok(),
+    );
     match scanned {
         Ok(stats) => report.push(
             "etcd.scan",

@@ -120,7 +120,7 @@ fn a_paginated_scan_reads_every_key_under_the_prefix_once_at_one_revision() {
     let stats = scan(&gateway, b"/registry/", &pacing, &mut tally).unwrap();
     assert_eq!(stats.objects, 10);
     assert_eq!(stats.revision, 77);
-    let summary = ScanSummary::build(&tally, None, 0);
+    let summary = ScanSummary::build(&tally, None, 0, true);
     assert_eq!(summary.objects, 10);
     let secrets = summary
         .resources
