@@ -118,12 +118,16 @@ pub fn encrypted_object_seeds() -> Vec<(&'static str, Vec<u8>)> {
     };
     let ours = with_prefix("k8s:enc:kms:v2:bao-kms:", &body);
     let truncated = ours[..ours.len() - 7].to_vec();
+    let mut field_too_large = b"k8s:enc:kms:v2:bao-kms:".to_vec();
+    // Field number 2^29: prost refuses it, so the decoder must too.
+    field_too_large.extend([0x80, 0x80, 0x80, 0x80, 0x10, 0x00]);
     let mut unknown_field = ours.clone();
     unknown_field.extend([0x30, 0x01, 0x3a, 0x02, b'h', b'i']);
     vec![
         ("plugin-shaped", ours),
         ("truncated", truncated),
         ("unknown-field", unknown_field),
+        ("field-number-too-large", field_too_large),
         (
             "other-provider",
             with_prefix("k8s:enc:kms:v2:other:", &body),

@@ -64,6 +64,7 @@ pub enum DecodeError {
     TooLarge(u32),
 }
 
+const MAX_FIELD_NUMBER: u32 = (1 << 29) - 1;
 const WIRE_VARINT: u8 = 0;
 const WIRE_FIXED64: u8 = 1;
 const WIRE_LEN: u8 = 2;
@@ -115,7 +116,8 @@ impl<'a> Reader<'a> {
         let tag = self.varint()?;
         let field = u32::try_from(tag >> 3).map_err(|_| DecodeError::InvalidTag)?;
         let wire = u8::try_from(tag & 7).map_err(|_| DecodeError::InvalidTag)?;
-        if field == 0 {
+        // Protobuf field numbers run from 1 to 2^29 - 1.
+        if field == 0 || field > MAX_FIELD_NUMBER {
             return Err(DecodeError::InvalidTag);
         }
         Ok(Some((field, wire)))
@@ -300,6 +302,11 @@ mod tests {
     fn malformed_tags_lengths_and_types_are_refused() {
         // Field number 0.
         assert_eq!(decode(&[0x02, 0x00]), Err(DecodeError::InvalidTag));
+        // Field number 2^29, one past the largest protobuf allows (tag varint 0x80 0x80 0x80 0x80 0x10).
+        assert_eq!(
+            decode(&[0x80, 0x80, 0x80, 0x80, 0x10, 0x00]),
+            Err(DecodeError::InvalidTag)
+        );
         // Group wire type (3) on an unknown field; on a known field it is the wrong type.
         assert_eq!(decode(&[0x33]), Err(DecodeError::InvalidTag));
         assert_eq!(decode(&[0x0b]), Err(DecodeError::WrongWireType(1)));
