@@ -192,27 +192,32 @@ pub fn decode(input: &[u8]) -> Result<EncryptedObjectInfo, DecodeError> {
 }
 
 /// One `map<string, bytes>` entry: field 1 the key, field 2 the value (both may be absent).
+/// Every occurrence of a field is checked, not only the last one that wins: a repeated key
+/// that is not UTF-8 is refused, as protobuf decoders refuse it.
 fn map_entry(entry: &[u8]) -> Result<(String, Vec<u8>), DecodeError> {
     let mut reader = Reader { rest: entry };
-    let mut key: &[u8] = &[];
+    let mut key = "";
     let mut value: &[u8] = &[];
     while let Some((field, wire)) = reader.tag()? {
         match field {
             1 => {
                 expect(4, wire, WIRE_LEN)?;
-                key = reader.bytes()?;
+                let raw = reader.bytes()?;
+                if raw.len() > MAX_ANNOTATION_LEN {
+                    return Err(DecodeError::TooLarge(4));
+                }
+                key = std::str::from_utf8(raw).map_err(|_| DecodeError::NotUtf8(4))?;
             }
             2 => {
                 expect(4, wire, WIRE_LEN)?;
                 value = reader.bytes()?;
+                if value.len() > MAX_ANNOTATION_LEN {
+                    return Err(DecodeError::TooLarge(4));
+                }
             }
             _ => reader.skip(wire)?,
         }
     }
-    if key.len() > MAX_ANNOTATION_LEN || value.len() > MAX_ANNOTATION_LEN {
-        return Err(DecodeError::TooLarge(4));
-    }
-    let key = std::str::from_utf8(key).map_err(|_| DecodeError::NotUtf8(4))?;
     Ok((key.to_owned(), value.to_vec()))
 }
 
@@ -325,6 +330,11 @@ mod tests {
         assert_eq!(decode(&long), Err(DecodeError::VarintOverflow));
         // A key_id that is not UTF-8.
         assert_eq!(decode(&[0x12, 0x01, 0xff]), Err(DecodeError::NotUtf8(2)));
+        // An annotation key given twice, first not UTF-8: refused although the second is.
+        assert_eq!(
+            decode(&[0x22, 0x06, 0x0a, 0x01, 0xff, 0x0a, 0x01, b'k']),
+            Err(DecodeError::NotUtf8(4))
+        );
     }
 
     #[test]
