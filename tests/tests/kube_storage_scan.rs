@@ -109,8 +109,13 @@ fn version_entry(report: &serde_json::Value, version: u64) -> &serde_json::Value
 }
 
 /// `retire-versions --before-version 2 --storage-report <report>`: the plan, then `--apply`
-/// (the plugin must be stopped); returns the apply's exit code and stdout.
-fn retire_with_report(plane: &ControlPlane, report: &Path) -> (serde_json::Value, i32, String) {
+/// with `extra` flags (the plugin must be stopped); returns the plan, the apply's exit code
+/// and stdout.
+fn retire_with_report(
+    plane: &ControlPlane,
+    report: &Path,
+    extra: &[&str],
+) -> (serde_json::Value, i32, String) {
     let config = config(plane);
     let plan_args = [
         "retire-versions",
@@ -129,8 +134,31 @@ fn retire_with_report(plane: &ControlPlane, report: &Path) -> (serde_json::Value
     let hash = plan["stateHash"].as_str().unwrap().to_owned();
     let mut apply_args = plan_args.to_vec();
     apply_args.extend(["--apply", "--expected-state-hash", &hash]);
+    apply_args.extend(extra);
     let (code, applied) = plane.plugin_command(&apply_args).unwrap();
     (plan, code, applied)
+}
+
+/// `restore-versions --versions 1 --apply` (the plugin must be stopped).
+fn restore_version_1(plane: &ControlPlane) {
+    let config = config(plane);
+    let plan_args = [
+        "restore-versions",
+        "--config",
+        &config,
+        "--versions",
+        "1",
+        "--output",
+        "json",
+    ];
+    let (code, plan) = plane.plugin_command(&plan_args).unwrap();
+    assert_eq!(code, 0, "restore-versions plan: {plan}");
+    let plan: serde_json::Value = serde_json::from_str(&plan).unwrap();
+    let hash = plan["stateHash"].as_str().unwrap().to_owned();
+    let mut apply_args = plan_args.to_vec();
+    apply_args.extend(["--apply", "--expected-state-hash", &hash]);
+    let (code, applied) = plane.plugin_command(&apply_args).unwrap();
+    assert_eq!(code, 0, "restore-versions --apply: {applied}");
 }
 
 fn read_all(api: &ApiClient, names: &[String]) {
@@ -230,7 +258,7 @@ fn the_scan_counts_every_secret_per_transit_version_and_gates_retirement_until_m
 
     // Retirement is refused while version 1 is referenced; the registry keeps version 1.
     plane.stop_plugin(0);
-    let (plan, code, applied) = retire_with_report(&plane, &first);
+    let (plan, code, applied) = retire_with_report(&plane, &first, &[]);
     assert_eq!(
         plan["storageReferences"]["versions"][0]["objects"].as_u64(),
         Some(expected_v1),
@@ -240,6 +268,22 @@ fn the_scan_counts_every_secret_per_transit_version_and_gates_retirement_until_m
     assert_eq!(code, 4, "retire --apply must be refused: {applied}");
     let applied: serde_json::Value = serde_json::from_str(&applied).unwrap();
     assert_eq!(applied["applied"], false, "{applied}");
+
+    // The override retires anyway; a scan now finds the unmigrated Secrets unreadable (a failed
+    // check), and restoring version 1 undoes it.
+    let (_, code, applied) = retire_with_report(&plane, &first, &["--ignore-storage-references"]);
+    assert_eq!(code, 0, "retire --apply with the override: {applied}");
+    let applied: serde_json::Value = serde_json::from_str(&applied).unwrap();
+    assert_eq!(applied["applied"], true, "{applied}");
+    let (code, report) = scan(&plane, &dir.path().join("scan-overridden.json"));
+    assert_eq!(
+        code, 4,
+        "objects under a removed version fail the scan: {report}"
+    );
+    let v1 = version_entry(&report, 1);
+    assert_eq!(v1["verdict"], "unreadable", "{report}");
+    assert_eq!(v1["objects"].as_u64(), Some(expected_v1), "{report}");
+    restore_version_1(&plane);
     plane.start_plugin(0).unwrap();
 
     // Migrate the rest: nothing is left under version 1, and retirement goes through.
@@ -262,7 +306,7 @@ fn the_scan_counts_every_secret_per_transit_version_and_gates_retirement_until_m
         "{report}"
     );
     plane.stop_plugin(0);
-    let (plan, code, applied) = retire_with_report(&plane, &second);
+    let (plan, code, applied) = retire_with_report(&plane, &second, &[]);
     assert_eq!(plan["storageReferences"]["blocked"], false, "{plan}");
     assert_eq!(code, 0, "retire --apply: {applied}");
     let applied: serde_json::Value = serde_json::from_str(&applied).unwrap();

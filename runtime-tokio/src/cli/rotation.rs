@@ -181,10 +181,7 @@ fn change(
         && references.blocked
     {
         if storage.is_some_and(|(_, ignore)| ignore) {
-            eprintln!(
-                "warning: --ignore-storage-references given: {}",
-                references.refusal()
-            );
+            eprintln!("{}", references.override_warning());
         } else {
             let _ = emit_plan(&report);
             eprintln!("{}", references.refusal());

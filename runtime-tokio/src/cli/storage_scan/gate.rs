@@ -117,12 +117,11 @@ impl StorageReferences {
         out
     }
 
-    /// Why `--apply` is refused.
-    pub(in crate::cli) fn refusal(&self) -> String {
+    /// What blocks `--apply`, in one clause.
+    fn reason(&self) -> String {
         if !self.complete {
-            return "refusing to retire: the storage report comes from an incomplete scan (it \
-                    failed before reading every key); scan again, or pass \
-                    --ignore-storage-references to retire anyway"
+            return "the storage report comes from an incomplete scan (it failed before reading \
+                    every key)"
                 .to_owned();
         }
         let pending: Vec<String> = self
@@ -135,10 +134,26 @@ impl StorageReferences {
             })
             .collect();
         format!(
-            "refusing to retire: the storage report shows objects still encrypted under {}; \
-             migrate storage (rewrite those objects), scan again, or pass \
-             --ignore-storage-references to retire anyway",
+            "the storage report shows objects still encrypted under {}",
             pending.join(", ")
+        )
+    }
+
+    /// Why `--apply` is refused.
+    pub(in crate::cli) fn refusal(&self) -> String {
+        format!(
+            "refusing to retire: {}; migrate storage (rewrite those objects) and scan again, or \
+             pass --ignore-storage-references to retire anyway",
+            self.reason()
+        )
+    }
+
+    /// The warning printed when `--ignore-storage-references` overrides the refusal.
+    pub(in crate::cli) fn override_warning(&self) -> String {
+        format!(
+            "warning: --ignore-storage-references: retiring although {}; objects under a removed \
+             version do not decrypt on this node until restore-versions",
+            self.reason()
         )
     }
 }
@@ -202,5 +217,6 @@ mod tests {
         let refused = references(&incomplete, &removed("h1"), 160);
         assert!(refused.blocked);
         assert!(refused.refusal().contains("incomplete scan"));
+        assert!(referenced.override_warning().contains("retiring although"));
     }
 }
