@@ -78,6 +78,7 @@ pub mod provider;
 pub mod refusal;
 pub mod registry;
 pub mod rotation;
+pub mod storage_scan;
 pub mod transit;
 pub mod version;
 

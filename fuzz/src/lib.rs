@@ -10,13 +10,14 @@
 pub mod runtime;
 pub mod seeds;
 pub mod sim;
+pub mod storage;
 pub mod wire;
 
 /// A fuzz target: its name (the file in `fuzz_targets/` and the corpus directory) and check.
 pub type Target = (&'static str, fn(&[u8]));
 
 /// Every target, in the order `scripts/fuzz.sh` runs them.
-pub const TARGETS: [Target; 10] = [
+pub const TARGETS: [Target; 11] = [
     ("key_id_parse", wire::key_id_parse),
     ("annotations_parse", wire::annotations_parse),
     ("ciphertext_prefix", wire::ciphertext_prefix),
@@ -27,6 +28,7 @@ pub const TARGETS: [Target; 10] = [
     ("transit_json", runtime::transit_json),
     ("decrypt_request", sim::decrypt_request),
     ("provider_ops", sim::provider_ops),
+    ("encrypted_object", storage::encrypted_object),
 ];
 
 #[cfg(test)]

@@ -41,6 +41,10 @@ pub fn all() -> Vec<(&'static str, Seeds)> {
         ("transit_json", named(transit_answers())),
         ("decrypt_request", named(sim::decrypt_request_seeds())),
         ("provider_ops", named(sim::provider_ops_seeds())),
+        (
+            "encrypted_object",
+            named(crate::storage::encrypted_object_seeds()),
+        ),
     ]
 }
 

@@ -13,6 +13,7 @@ pub mod report;
 mod rotation;
 mod serve;
 pub mod session;
+mod storage_scan;
 mod upgrade;
 mod version;
 
@@ -21,6 +22,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand, ValueEnum};
 
 pub use exit::ExitCode;
+pub use storage_scan::StorageScanArgs;
 
 use crate::config::Overrides;
 
@@ -93,6 +95,13 @@ pub enum Command {
         /// The current state hash, as printed by the plan (required with --apply).
         #[arg(long, value_name = "HASH")]
         expected_state_hash: Option<String>,
+        /// A `storage-scan --output json` report: shows the objects per retired version, and
+        /// --apply refuses while any remain.
+        #[arg(long, value_name = "FILE")]
+        storage_report: Option<PathBuf>,
+        /// Retire even though the storage report shows objects still referencing the versions.
+        #[arg(long)]
+        ignore_storage_references: bool,
         /// Output format.
         #[arg(long, value_enum, default_value_t = Output::Text)]
         output: Output,
@@ -188,6 +197,8 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Output::Text)]
         output: Output,
     },
+    /// Count, read-only, which key every value in etcd is stored under (gates retire-versions).
+    StorageScan(StorageScanArgs),
     /// Print shell completion.
     Completion {
         /// The shell.
@@ -265,6 +276,7 @@ impl Command {
             Self::Init { .. } => "init",
             Self::UpgradeCheck { .. } => "upgrade-check",
             Self::FleetCheck { .. } => "fleet-check",
+            Self::StorageScan(_) => "storage-scan",
             Self::Completion { .. } => "completion",
             Self::Version { .. } => "version",
         }
@@ -282,6 +294,7 @@ impl Command {
             | Self::RestoreVersions { .. }
             | Self::Policy { .. }
             | Self::UpgradeCheck { .. }
+            | Self::StorageScan(_)
             | Self::Probe { .. } => (true, false),
             Self::Config {
                 action: Some(ConfigAction::Schema),
@@ -343,12 +356,18 @@ pub fn run(cli: Cli) -> ExitCode {
             before_version,
             apply,
             expected_state_hash,
+            storage_report,
+            ignore_storage_references,
             output,
         } => rotation::retire(
             &cli,
             *before_version,
             *apply,
             expected_state_hash.as_deref(),
+            rotation::StorageGate {
+                report: storage_report.as_deref(),
+                ignore: *ignore_storage_references,
+            },
             *output,
         ),
         Command::RestoreVersions {
@@ -419,6 +438,7 @@ pub fn run(cli: Cli) -> ExitCode {
             metrics_urls,
             output,
         } => fleet::run(metrics_urls, *output),
+        Command::StorageScan(args) => storage_scan::run(&cli, args),
         Command::Completion { shell } => completion(*shell),
         Command::Version { output } => version::run(*output),
     }

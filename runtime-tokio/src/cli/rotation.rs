@@ -6,6 +6,7 @@
 //! JSON output is the camelCase report with two-space indentation.
 
 use std::fmt::Display;
+use std::path::Path;
 
 use bao_kms_core::plan::{
     self, Blocker, LiveMetadata, OperatorInput, OperatorPlan, OperatorRefusal, OperatorRequest,
@@ -17,6 +18,7 @@ use bao_kms_core::{KeyMetadata, StoredState, TransitRequest, TransitResponse};
 use serde::Serialize;
 
 use super::session::Session;
+use super::storage_scan::gate::{self, StorageReferences};
 use super::{Cli, ExitCode, Output, out};
 use crate::clock::wall_clock_unix;
 use crate::files::{self, FileError, RegistryLock};
@@ -52,16 +54,40 @@ pub(super) fn plan(cli: &Cli, output: Output, verify: bool) -> ExitCode {
     }
 }
 
+/// What `retire-versions` knows about storage: a scan report, and whether the operator chose
+/// to retire versions it still shows referenced.
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct StorageGate<'a> {
+    /// `--storage-report FILE`.
+    pub(super) report: Option<&'a Path>,
+    /// `--ignore-storage-references`.
+    pub(super) ignore: bool,
+}
+
 /// `retire-versions`.
 pub(super) fn retire(
     cli: &Cli,
     before: u32,
     apply: bool,
     expected: Option<&str>,
+    storage: StorageGate<'_>,
     output: Output,
 ) -> ExitCode {
     if let Err(refusal) = plan::check_retire_flag(before) {
         return refuse(&refusal);
+    }
+    let summary = match storage.report.map(gate::load).transpose() {
+        Ok(summary) => summary,
+        Err(message) => {
+            eprintln!("--storage-report: {message}");
+            return ExitCode::Usage;
+        }
+    };
+    if apply && summary.is_none() {
+        eprintln!(
+            "warning: no --storage-report: nothing confirms that etcd no longer references \
+             the versions being retired (run storage-scan first)"
+        );
     }
     change(
         cli,
@@ -69,6 +95,7 @@ pub(super) fn retire(
         apply,
         expected,
         output,
+        summary.as_ref().map(|summary| (summary, storage.ignore)),
     )
 }
 
@@ -89,16 +116,19 @@ pub(super) fn restore(
         apply,
         expected,
         output,
+        None,
     )
 }
 
-/// Plans an operator change and, with `--apply`, writes it under the registry lock.
+/// Plans an operator change and, with `--apply`, writes it under the registry lock; `storage`
+/// is a scan report and the override flag (retire only).
 fn change(
     cli: &Cli,
     request: OperatorRequest<'_>,
     apply: bool,
     expected: Option<&str>,
     output: Output,
+    storage: Option<(&bao_kms_core::storage_scan::ScanSummary, bool)>,
 ) -> ExitCode {
     let expected = if apply {
         match plan::check_expected_hash_flag(expected) {
@@ -141,11 +171,27 @@ fn change(
         Ok(report) => report,
         Err(refusal) => return refuse(&refusal),
     };
+    let references = storage.map(|(summary, _)| {
+        let removed = report.removed_versions.as_deref().unwrap_or_default();
+        gate::references(summary, removed, wall_clock_unix())
+    });
+    let emit_plan = |report: &OperatorPlan| emit_operator(report, references.as_ref(), output);
+    if let (Some(_), Some(references)) = (&expected, &references)
+        && references.blocked
+    {
+        if storage.is_some_and(|(_, ignore)| ignore) {
+            eprintln!("{}", references.override_warning());
+        } else {
+            let _ = emit_plan(&report);
+            eprintln!("{}", references.refusal());
+            return ExitCode::CheckFailed;
+        }
+    }
     if let Some(expected) = expected {
         let writes = match report.authorize_apply(&expected) {
             Ok(writes) => writes,
             Err(refusal) => {
-                let _ = emit(&report, output, operator_text);
+                let _ = emit_plan(&report);
                 return refuse(&refusal);
             }
         };
@@ -153,20 +199,52 @@ fn change(
             if let Err(error) =
                 files::write_registry(&session.paths, &write.state, &write.checkpoint)
             {
-                let _ = emit(&report, output, operator_text);
+                let _ = emit_plan(&report);
                 eprintln!("saving the key registry failed: {error}");
                 return ExitCode::CheckFailed;
             }
         }
         report.applied = report.changed;
     }
-    if emit(&report, output, operator_text).is_err() {
+    if emit_plan(&report).is_err() {
         return ExitCode::Failure;
     }
     if report.failed() {
         ExitCode::CheckFailed
     } else {
         ExitCode::Success
+    }
+}
+
+/// The operator plan, with what a storage report says about the versions it removes.
+fn emit_operator(
+    report: &OperatorPlan,
+    storage: Option<&StorageReferences>,
+    output: Output,
+) -> Result<(), ()> {
+    #[derive(Serialize)]
+    struct WithStorage<'a> {
+        #[serde(flatten)]
+        plan: &'a OperatorPlan,
+        #[serde(rename = "storageReferences")]
+        storage: &'a StorageReferences,
+    }
+    let Some(storage) = storage else {
+        return emit(report, output, operator_text);
+    };
+    match output {
+        Output::Text => {
+            print!("{}{}", operator_text(report), storage.text());
+            Ok(())
+        }
+        Output::Json => emit(
+            &WithStorage {
+                plan: report,
+                storage,
+            },
+            output,
+            |_| String::new(),
+        ),
     }
 }
 

@@ -395,6 +395,11 @@ impl ControlPlane {
         etcd_get(self.etcd_port, key)
     }
 
+    /// etcd's client port (plain HTTP on loopback; its v3 JSON gateway answers there too).
+    pub fn etcd_port(&self) -> u16 {
+        self.etcd_port
+    }
+
     /// The binaries the control plane runs.
     pub fn binaries(&self) -> &'static Binaries {
         self.binaries
