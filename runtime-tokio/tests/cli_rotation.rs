@@ -269,6 +269,7 @@ fn apply_while_the_provider_runs_is_refused_by_the_registry_lock() {
             "--before-version",
             "2",
             "--apply",
+            "--ignore-storage-references",
             "--expected-state-hash",
             &hash,
         ],
@@ -344,6 +345,22 @@ fn retire_then_restore_round_trips_through_plan_and_apply_after_a_rotation_was_p
     assert_eq!(printed_hash, state.current_hash().as_str());
     let next_hash = plan.line("nextStateHash").unwrap().to_owned();
 
+    // Without a storage report (or the explicit override) retiring is refused, nothing written.
+    let blind = cli(
+        &config,
+        "retire-versions",
+        &[
+            "--before-version",
+            "2",
+            "--apply",
+            "--expected-state-hash",
+            &next_hash,
+        ],
+    );
+    assert_eq!(blind.code, Some(4), "{blind:?}");
+    assert!(blind.stderr.contains("storage-scan"), "{blind:?}");
+    assert_eq!(read_state(&e2e).unwrap(), state);
+
     // A stale hash is refused and nothing is written.
     let stale = cli(
         &config,
@@ -352,6 +369,7 @@ fn retire_then_restore_round_trips_through_plan_and_apply_after_a_rotation_was_p
             "--before-version",
             "2",
             "--apply",
+            "--ignore-storage-references",
             "--expected-state-hash",
             &next_hash,
         ],
@@ -367,6 +385,7 @@ fn retire_then_restore_round_trips_through_plan_and_apply_after_a_rotation_was_p
             "--before-version",
             "2",
             "--apply",
+            "--ignore-storage-references",
             "--expected-state-hash",
             &printed_hash,
             "--output",
@@ -405,6 +424,7 @@ fn retire_then_restore_round_trips_through_plan_and_apply_after_a_rotation_was_p
             "--before-version",
             "2",
             "--apply",
+            "--ignore-storage-references",
             "--expected-state-hash",
             &next_hash,
         ],
@@ -433,6 +453,7 @@ fn retire_then_restore_round_trips_through_plan_and_apply_after_a_rotation_was_p
             "--versions",
             "1",
             "--apply",
+            "--ignore-storage-references",
             "--expected-state-hash",
             &next_hash,
         ],

@@ -83,10 +83,26 @@ pub(super) fn retire(
             return ExitCode::Usage;
         }
     };
+    // Retiring is the one runbook step that can make stored Secrets unreadable: without a scan
+    // saying etcd no longer references the versions, it needs an explicit, logged override.
     if apply && summary.is_none() {
+        if !storage.ignore {
+            eprintln!(
+                "refusing --apply without --storage-report: nothing confirms that etcd no \
+                 longer references the versions being retired; run storage-scan \
+                 --write-report FILE and pass --storage-report FILE (or \
+                 --ignore-storage-references to retire without one)"
+            );
+            return ExitCode::CheckFailed;
+        }
         eprintln!(
-            "warning: no --storage-report: nothing confirms that etcd no longer references \
-             the versions being retired (run storage-scan first)"
+            "warning: --ignore-storage-references: retiring without a storage report; nothing \
+             confirms that etcd no longer references the versions being retired"
+        );
+        tracing::warn!(
+            message = "retire.storage_gate_overridden",
+            before_version = before,
+            report = false
         );
     }
     change(
