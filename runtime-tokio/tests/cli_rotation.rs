@@ -453,7 +453,6 @@ fn retire_then_restore_round_trips_through_plan_and_apply_after_a_rotation_was_p
             "--versions",
             "1",
             "--apply",
-            "--ignore-storage-references",
             "--expected-state-hash",
             &next_hash,
         ],

@@ -85,7 +85,8 @@ pub(super) fn retire(
     };
     // Retiring is the one runbook step that can make stored Secrets unreadable: without a scan
     // saying etcd no longer references the versions, it needs an explicit, logged override.
-    if apply && summary.is_none() {
+    // (An --apply without --expected-state-hash is a usage error, reported by `change` first.)
+    if apply && expected.is_some() && summary.is_none() {
         if !storage.ignore {
             eprintln!(
                 "refusing --apply without --storage-report: nothing confirms that etcd no \
