@@ -2,37 +2,14 @@
 //! the field and the bound.
 #![allow(clippy::unwrap_used)]
 
+mod config_support;
+
 use std::time::Duration;
 
 use bao_kms_runtime_tokio::config::{
     DURATION_BOUNDS, DurationBounds, Overrides, format_duration, parse_str,
 };
-
-const MINIMAL: &str = r#"
-configVersion: v1alpha1
-openbao:
-  address: https://openbao.example:8200
-  caCertFile: /etc/openbao-kms/tls/ca.crt
-  tlsServerName: openbao.example
-  instanceId: bao-prod-a
-auth:
-  jwt:
-    mountPath: auth/k8s-workload-a-jwt
-    role: kms-provider
-    jwtFile: /var/lib/openbao-kms/identity.jwt
-transit:
-  mountPath: transit
-  keyName: kms-key
-  keyIdScope:
-    providerName: openbao-kms-workload-a
-    clusterId: workload-a
-    transitMountId: transit-prod-primary
-    keyLineageId: 01HXEXAMPLEKEYLINEAGEID
-"#;
-
-fn no_env(_: &str) -> Option<String> {
-    None
-}
+use config_support::{MINIMAL, no_env};
 
 /// The minimal configuration with `field` (a dotted key) set to `value`.
 fn with(field: &str, value: &str) -> String {

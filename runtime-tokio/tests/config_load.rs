@@ -1,44 +1,15 @@
 //! Decoding and validation of the configuration file (no filesystem, no process environment).
 #![allow(clippy::unwrap_used)]
 
+mod config_support;
+
 use std::path::PathBuf;
 use std::time::Duration;
 
 use bao_kms_core::config::{BatchPolicy, BreakerPolicy, ConcurrencyLimits};
 use bao_kms_core::identity::{IdentityScope, IdentityValues};
-use bao_kms_runtime_tokio::config::{
-    AuthMethod, Config, ConfigError, LogFormat, LogLevel, Overrides, parse_str,
-};
-
-const MINIMAL: &str = r#"
-configVersion: v1alpha1
-openbao:
-  address: https://openbao.example:8200
-  caCertFile: /etc/openbao-kms/tls/ca.crt
-  tlsServerName: openbao.example
-  instanceId: bao-prod-a
-auth:
-  jwt:
-    mountPath: auth/k8s-workload-a-jwt
-    role: kms-provider
-    jwtFile: /var/lib/openbao-kms/identity.jwt
-transit:
-  mountPath: transit
-  keyName: kms-key
-  keyIdScope:
-    providerName: openbao-kms-workload-a
-    clusterId: workload-a
-    transitMountId: transit-prod-primary
-    keyLineageId: 01HXEXAMPLEKEYLINEAGEID
-"#;
-
-fn no_env(_: &str) -> Option<String> {
-    None
-}
-
-fn parse(yaml: &str) -> Result<Config, ConfigError> {
-    parse_str(yaml, &Overrides::default(), &no_env)
-}
+use bao_kms_runtime_tokio::config::{AuthMethod, LogFormat, LogLevel};
+use config_support::{MINIMAL, parse};
 
 /// The minimal config with `line` replaced by `replacement` (which may span several lines).
 fn minimal_with(line: &str, replacement: &str) -> String {

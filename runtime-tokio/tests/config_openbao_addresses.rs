@@ -1,38 +1,17 @@
 //! `openbao.address` and `openbao.addresses` (the nodes of an HA cluster) as one list.
 #![allow(clippy::unwrap_used)]
 
-use bao_kms_runtime_tokio::config::{Config, ConfigError, Overrides, parse_str};
+mod config_support;
 
-/// A valid configuration whose `openbao` section starts with `addresses_yaml`.
-fn config_with(addresses_yaml: &str) -> String {
-    format!(
-        r#"configVersion: v1alpha1
-openbao:
-{addresses_yaml}
-  caCertFile: /etc/openbao-kms/tls/ca.crt
-  tlsServerName: openbao.example
-  instanceId: bao-prod-a
-auth:
-  jwt:
-    mountPath: auth/jwt
-    role: kms-provider
-    jwtFile: /var/lib/openbao-kms/identity.jwt
-transit:
-  mountPath: transit
-  keyName: kms-key
-  keyIdScope:
-    providerName: kms
-    clusterId: c1
-    transitMountId: transit-1
-    keyLineageId: lineage-1
-"#
-    )
-}
+use bao_kms_runtime_tokio::config::{Config, ConfigError};
+use config_support::MINIMAL;
 
+/// The shared minimal configuration with its `openbao.address` line replaced by
+/// `addresses_yaml`.
 fn parse(addresses_yaml: &str) -> Result<Config, ConfigError> {
-    parse_str(&config_with(addresses_yaml), &Overrides::default(), &|_| {
-        None
-    })
+    let line = "  address: https://openbao.example:8200\n";
+    assert!(MINIMAL.contains(line), "the fixture's address line moved");
+    config_support::parse(&MINIMAL.replacen(line, &format!("{addresses_yaml}\n"), 1))
 }
 
 fn problems(addresses_yaml: &str) -> Vec<(String, String)> {
