@@ -13,6 +13,7 @@
 
 pub mod classify;
 pub mod encrypted_object;
+pub mod gate;
 
 use std::collections::BTreeMap;
 

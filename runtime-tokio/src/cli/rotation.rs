@@ -197,10 +197,10 @@ fn change(
         && references.blocked
     {
         if storage.is_some_and(|(_, ignore)| ignore) {
-            eprintln!("{}", references.override_warning());
+            eprintln!("{}", gate::override_warning(references));
         } else {
             let _ = emit_plan(&report);
-            eprintln!("{}", references.refusal());
+            eprintln!("{}", gate::refusal(references));
             return ExitCode::CheckFailed;
         }
     }
@@ -251,7 +251,7 @@ fn emit_operator(
     };
     match output {
         Output::Text => {
-            print!("{}{}", operator_text(report), storage.text());
+            print!("{}{}", operator_text(report), gate::text(storage));
             Ok(())
         }
         Output::Json => emit(
