@@ -9,50 +9,14 @@ mod e2e_support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bao_kms_proto::{DecryptRequest, StatusRequest};
+use bao_kms_proto::StatusRequest;
 use e2e_support::kube_apiserver::dial;
-use e2e_support::{Deadline, E2e, now};
+use e2e_support::{Deadline, E2e, Frozen, now, signal, stored_seeds};
 use tokio::task::JoinSet;
 use tonic::Code;
 
 const OPENBAO_REQUESTS: &str = "openbao_kms_openbao_requests_total";
 const GRPC_REQUESTS: &str = "openbao_kms_grpc_requests_total";
-
-/// Stored seeds: `count` distinct Decrypt requests as kube-apiserver would send them.
-async fn stored_seeds(e2e: &E2e, count: u8) -> Vec<(Vec<u8>, DecryptRequest)> {
-    let mut api = e2e.apiserver().await;
-    let mut seeds = Vec::new();
-    for n in 0..count {
-        let seed = vec![n; 32];
-        let answer = api.encrypt(seed.clone()).await.expect("encrypt");
-        let request = DecryptRequest {
-            ciphertext: answer.ciphertext,
-            uid: format!("uid-{n}"),
-            key_id: answer.key_id,
-            annotations: answer.annotations,
-        };
-        seeds.push((seed, request));
-    }
-    seeds
-}
-
-fn signal(pid: i32, signal: &str) {
-    let status = std::process::Command::new("kill")
-        .arg(format!("-{signal}"))
-        .arg(pid.to_string())
-        .status()
-        .expect("run kill");
-    assert!(status.success(), "kill -{signal} {pid}: {status}");
-}
-
-/// SIGCONT on drop, so a failing test never leaves OpenBao frozen for the clean-up.
-struct Frozen(i32);
-
-impl Drop for Frozen {
-    fn drop(&mut self) {
-        signal(self.0, "CONT");
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_storm_of_distinct_decrypts_reaches_openbao_in_fewer_calls_than_requests() {

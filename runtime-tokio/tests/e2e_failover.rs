@@ -12,41 +12,12 @@ use std::time::{Duration, Instant};
 
 use bao_kms_proto::{DecryptRequest, StatusRequest};
 use e2e_support::kube_apiserver::dial;
-use e2e_support::{Deadline, E2e, now, plugin_binary};
+use e2e_support::{Deadline, E2e, now, plugin_binary, signal, stored_seeds};
 use tokio::task::JoinSet;
 
 /// kube-apiserver's default KMS deadline.
 const APISERVER_TIMEOUT: Duration = Duration::from_secs(3);
 const OPENBAO_REQUESTS: &str = "openbao_kms_openbao_requests_total";
-
-/// `count` distinct Decrypt requests as kube-apiserver stores them, with their seeds.
-async fn stored_seeds(e2e: &E2e, count: u8) -> Vec<(Vec<u8>, DecryptRequest)> {
-    let mut api = e2e.apiserver().await;
-    let mut seeds = Vec::new();
-    for n in 0..count {
-        let seed = vec![n; 32];
-        let answer = api.encrypt(seed.clone()).await.expect("encrypt");
-        seeds.push((
-            seed,
-            DecryptRequest {
-                ciphertext: answer.ciphertext,
-                uid: format!("uid-{n}"),
-                key_id: answer.key_id,
-                annotations: answer.annotations,
-            },
-        ));
-    }
-    seeds
-}
-
-fn signal(pid: i32, signal: &str) {
-    let status = std::process::Command::new("kill")
-        .arg(format!("-{signal}"))
-        .arg(pid.to_string())
-        .status()
-        .expect("run kill");
-    assert!(status.success(), "kill -{signal} {pid}: {status}");
-}
 
 /// One Decrypt of the storm: when it started and whether it returned the right seed.
 struct Outcome {

@@ -692,3 +692,45 @@ fn parse_labels(text: &str) -> BTreeMap<String, String> {
     }
     labels
 }
+
+// ---------------------------------------------------------------------------------------------
+// Fault injection on OpenBao and stored seeds, shared by the call-path and failover tests
+
+/// Stored seeds: `count` distinct Decrypt requests as kube-apiserver would send them.
+pub(crate) async fn stored_seeds(
+    e2e: &E2e,
+    count: u8,
+) -> Vec<(Vec<u8>, bao_kms_proto::DecryptRequest)> {
+    let mut api = e2e.apiserver().await;
+    let mut seeds = Vec::new();
+    for n in 0..count {
+        let seed = vec![n; 32];
+        let answer = api.encrypt(seed.clone()).await.expect("encrypt");
+        let request = bao_kms_proto::DecryptRequest {
+            ciphertext: answer.ciphertext,
+            uid: format!("uid-{n}"),
+            key_id: answer.key_id,
+            annotations: answer.annotations,
+        };
+        seeds.push((seed, request));
+    }
+    seeds
+}
+
+pub(crate) fn signal(pid: i32, signal: &str) {
+    let status = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -{signal} {pid}: {status}");
+}
+
+/// SIGCONT on drop, so a failing test never leaves OpenBao frozen for the clean-up.
+pub(crate) struct Frozen(pub(crate) i32);
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        signal(self.0, "CONT");
+    }
+}
